@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every kernel-version difference toa.ko cares about, in one place
+ * (WireGuard's compat.h style). Each entry: why it matters, and the version
+ * that introduced the behaviour. Supported range: 5.4 .. 7.x; built and
+ * tested on Debian 5.10, 6.1, 6.12 and sid's newest.
+ */
+#ifndef _TOA_COMPAT_H
+#define _TOA_COMPAT_H
+
+#include <linux/version.h>
+#include <linux/kprobes.h>
+
+/*
+ * inet_getname()/inet6_getname() return the address length instead of 0
+ * since 4.17: the getname kretprobe treats "return value ==
+ * sizeof(sockaddr_in{,6})" as "the kernel filled the buffer".
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(4, 17, 0)
+#error "toa.ko needs 4.17+: older getname() returns 0, not the length"
+#endif
+#define TOA_GETNAME_FILLED(ret, family) \
+	((ret) == ((family) == AF_INET6 ? (int)sizeof(struct sockaddr_in6) : \
+					  (int)sizeof(struct sockaddr_in)))
+
+/*
+ * proc_create_net_single() (per-namespace /proc/net file without our own
+ * file_operations/proc_ops) exists since 4.18; it also keeps
+ * us clear of the file_operations -> proc_ops switch of 5.6.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(4, 18, 0)
+#error "toa.ko needs 4.18+: proc_create_net_single()"
+#endif
+
+/*
+ * Function arguments from a kprobe's pt_regs: regs_get_kernel_argument()
+ * exists on x86 and arm64 since 5.1 (x86 earlier); older kernels
+ * would need per-arch register names.
+ */
+#if LINUX_VERSION_CODE < KERNEL_VERSION(5, 1, 0)
+#error "toa.ko needs 5.1+: regs_get_kernel_argument() on arm64"
+#endif
+#define TOA_ARG(regs, n) regs_get_kernel_argument((regs), (n))
+
+/*
+ * <asm/unaligned.h> moved to <linux/unaligned.h> in 6.12.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 12, 0)
+#include <linux/unaligned.h>
+#else
+#include <asm/unaligned.h>
+#endif
+
+/*
+ * Hook arguments. tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash,
+ * own_req) has had this shape since 4.4 (own_req added then); the
+ * child is only ours to remember when *own_req is true, otherwise the kernel
+ * frees it through sock_put() without a destroy callback.
+ */
+#define TOA_SYNRECV_ARG_SKB	1
+#define TOA_SYNRECV_ARG_OWN_REQ	5
+
+/*
+ * proto_ops::getname(sock, uaddr, peer): the address buffer is a kernel
+ * sockaddr_storage on every path (getpeername, accept() with peer == 2,
+ * kernel_getpeername()). Its C type has changed upstream over time; a kprobe
+ * reads registers, so only the argument position matters.
+ */
+#define TOA_GETNAME_ARG_SOCK	0
+#define TOA_GETNAME_ARG_UADDR	1
+#define TOA_GETNAME_ARG_PEER	2
+
+/*
+ * Socket destruction: every TCP socket that reached inet_csk_destroy_sock()
+ * goes through tcp_v4_destroy_sock(), IPv6 ones too: until 6.2
+ * tcp_v6_destroy_sock() calls it, since 6.3 tcpv6_prot.destroy
+ * *is* tcp_v4_destroy_sock. It is exported, so it exists and is not inlined
+ * away on any kernel in the matrix.
+ */
+#define TOA_DESTROY_SYMBOL	"tcp_v4_destroy_sock"
+
+/*
+ * kretprobe maxactive: a missed instance means a missed TOA. syn_recv_sock
+ * and getname never sleep, so a few instances per CPU cover softirq nesting
+ * over process context. (6.7 moved instances to an objpool, same knob.)
+ */
+#define TOA_MAXACTIVE	(4 * num_possible_cpus() + 16)
+
+#endif

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Declarations shared by the parts of toa.ko. Each part lives in its own file
+ * the way a driver is split: option parsing (option.c), per-socket storage
+ * (table.c), kernel hooks (hooks.c), the getsockopt ABI (sockopt.c),
+ * counters and /proc (stats.c), module parameters (params.c), init (main.c).
+ */
+#ifndef _TOA_KMOD_H
+#define _TOA_KMOD_H
+
+#include <linux/types.h>
+#include <linux/in6.h>
+#include <linux/percpu.h>
+#include <linux/rculist_bl.h>
+#include "uapi/toa.h"
+
+/* Wire sizes: |kind|len|port(2)|addr(4 or 16)|. */
+#define TOA_OPTLEN_V4	8
+#define TOA_OPTLEN_V6	20
+
+/* RFC 7413 experimental TCP Fast Open cookie: kind 254 with this ExID. */
+#define TOA_TFO_KIND	254
+#define TOA_TFO_EXID	0xF989
+
+/* ---- option.c: pure parser, no kernel state ---- */
+
+enum toa_parse_result {
+	TOA_PARSE_NONE,		/* well-formed list, no TOA option */
+	TOA_PARSE_FOUND,	/* *out filled from the first matching option */
+	TOA_PARSE_MALFORMED,	/* walk stopped on a bad length, nothing found */
+};
+
+struct toa_kinds {
+	/* bit k set: kind k carries an address of that family */
+	unsigned long v4[BITS_TO_LONGS(256)];
+	unsigned long v6[BITS_TO_LONGS(256)];
+};
+
+struct toa_addr {
+	union {
+		__be32 v4;
+		struct in6_addr v6;
+	};
+	__be16 port;
+	u8 kind;
+	bool is_v6;
+};
+
+enum toa_parse_result toa_parse_options(const u8 *opt, unsigned int len,
+					const struct toa_kinds *kinds,
+					struct toa_addr *out);
+
+/* ---- params.c ---- */
+
+/* Snapshot of the kind bitmaps; copied so one parse sees one configuration. */
+void toa_params_kinds(struct toa_kinds *out);
+/* Is a packet source (IPv4 when !is_v6) inside a trusted range?
+ * Returns 1 trusted, 0 untrusted, -1 no list configured (accept all). */
+int toa_params_trusted(bool is_v6, const void *saddr);
+void toa_params_exit(void);
+
+/* ---- table.c: per-socket state ---- */
+
+/* entry flags (kept small: stored per connection) */
+#define TOA_E_NAT64	0x01	/* address is IPv6 */
+#define TOA_E_TRUSTED	0x02	/* source matched a configured range */
+#define TOA_E_UNTRUSTED	0x04	/* option ignored: source not trusted */
+
+struct toa_entry {
+	struct hlist_bl_node node;
+	struct rcu_head rcu;
+	const struct sock *sk;		/* key; never dereferenced from here */
+	union {
+		__be32 v4;
+		struct in6_addr v6;
+	} addr;
+	__be16 port;
+	/* peer port when stored: a reused struct sock must not inherit us */
+	__be16 peer_port;
+	u8 kind;
+	u8 flags;
+};
+
+/* What a lookup copies out, so callers never hold an entry. */
+struct toa_found {
+	union {
+		__be32 v4;
+		struct in6_addr v6;
+	} addr;
+	__be16 port;
+	u8 kind;
+	u8 flags;
+};
+
+int toa_table_init(void);
+void toa_table_exit(void);
+int toa_table_store(const struct sock *sk, const struct toa_addr *a, u8 flags);
+bool toa_table_lookup(const struct sock *sk, struct toa_found *out);
+void toa_table_forget(const struct sock *sk);
+struct seq_file;
+void toa_table_show(struct seq_file *seq);
+unsigned int toa_table_count(void);
+
+/* ---- stats.c ---- */
+
+struct toa_stats {
+	u64 syn_recv_sock_toa;
+	u64 syn_recv_sock_no_toa;
+	u64 getname_toa_ok;
+	u64 getname_toa_mismatch;
+	u64 getname_toa_empty;
+	u64 ip6_address_alloc;
+	u64 ip6_address_free;
+	u64 entry_alloc;
+	u64 entry_free;
+	u64 entry_alloc_fail;
+	u64 untrusted;
+	u64 malformed;
+	u64 not_linear;
+};
+
+extern struct toa_stats __percpu *toa_stats;
+/* Safe from preemptible context (sockopt) as well as from probes. */
+#define TOA_INC(field) this_cpu_inc(toa_stats->field)
+
+int toa_stats_init(void);
+void toa_stats_exit(void);
+/* /proc/net/toa_{stats,table} in every namespace */
+int toa_proc_init(void);
+void toa_proc_exit(void);
+
+/* ---- hooks.c ---- */
+
+int toa_hooks_init(void);
+void toa_hooks_exit(void);
+/* kretprobe/kprobe misses, reported in toa_stats */
+unsigned long toa_hooks_missed(void);
+
+/* ---- sockopt.c ---- */
+
+int toa_sockopt_init(void);
+void toa_sockopt_exit(void);
+
+/* shared helper: the socket's peer as the kernel saw it */
+struct sock;
+void toa_sock_peer(const struct sock *sk, u16 *family, u8 addr[16],
+		   __be16 *port);
+
+#endif
