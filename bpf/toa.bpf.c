@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: (GPL-2.0 OR MIT)
+/*
+ * node-toa eBPF backend: the user-space ABI of kmod/ without a kernel module.
+ *
+ *   sockops               parse the TOA option of the packet that completes
+ *                         the handshake, keep it in socket-local storage
+ *   cgroup/getpeername4/6 report the client instead of the balancer
+ *   cgroup/getsockopt     answer IPPROTO_IP 4096 / 4097 (kmod/uapi/toa.h)
+ *
+ * Only UAPI context structures are touched (bpf_sock_ops, bpf_sock_addr,
+ * bpf_sockopt, bpf_sock): the verifier rewrites those accesses for the
+ * running kernel, so the object needs no vmlinux.h and one build loads on
+ * every kernel from 5.10 on. CO-RE is used for the single thing that does
+ * differ: whether a cgroup/getsockopt program may return any errno.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/tcp.h>
+#include <asm-generic/errno.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_core_read.h>
+
+/*
+ * toa.h's user-space branch pulls in glibc, which does not build for the
+ * bpf target; its kernel branch needs only the UAPI headers already here.
+ */
+#define __KERNEL__
+#include "../kmod/uapi/toa.h"
+#undef __KERNEL__
+
+#include "toa_bpf.h"
+
+#define AF_INET		2
+#define AF_INET6	10
+
+#define TCPOPT_EOL	0
+#define TCPOPT_NOP	1
+#define TCPOLEN_TOA4	8
+#define TCPOLEN_TOA6	20
+/* RFC 7413 experimental TFO cookie: kind 254 followed by ExID 0xF989 */
+#define TCPOPT_EXP	254
+#define TFO_EXID	0xF989
+#define TCP_MAX_HDR	60
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct toa_bpf_config);
+} toa_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, TOA_BPF_MAX_TRUSTED);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct toa_bpf_cidr);
+	__type(value, __u8);
+} toa_trusted SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TOA_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} toa_stats SEC(".maps");
+
+/* Freed by the kernel together with the socket: nothing to leak. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct toa_info);
+} toa_sk SEC(".maps");
+
+static __always_inline void stat_inc(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&toa_stats, &idx);
+
+	if (v)
+		*v += 1;	/* per-CPU slot, programs do not nest per CPU */
+}
+
+enum toa_parse { PARSE_NONE, PARSE_FOUND, PARSE_MALFORMED };
+
+struct toa_opt {
+	__u8 kind;
+	__u8 len;
+	__u8 data[TCPOLEN_TOA6 - 2];	/* port (2) + address (4 or 16) */
+};
+
+static __always_inline __u8 *pkt_start(struct bpf_sock_ops *skops)
+{
+	return (__u8 *)(long)*(volatile __u64 *)&skops->skb_data;
+}
+
+static __always_inline __u8 *pkt_end(struct bpf_sock_ops *skops)
+{
+	return (__u8 *)(long)*(volatile __u64 *)&skops->skb_data_end;
+}
+
+/*
+ * Finds the TOA option the way the kernel's tcp_parse_options walks
+ * options (EOL ends, NOP skips, len < 2 or past the header stops, kind and
+ * length must both match, first match wins) and returns its offset in *at.
+ *
+ * The loop runs over byte positions, not options, so that the verifier
+ * sees one bounded counter (an option-by-option loop tripped 6.12's
+ * register-invariant checks and 6.1's 1M-instruction limit). It must also
+ * not learn anything else that differs from path to path, or it cannot
+ * prune: each step reloads the packet pointers (a range proven in an
+ * earlier step would travel along) and the header length, and the offset
+ * of the next option lives in a byte of the stack that is not 8-aligned,
+ * which every verifier since 5.10 treats as unknown data rather than a
+ * tracked register. Measured on 6.18: ~150k instructions with `next` in a
+ * register, a few thousand this way.
+ */
+struct toa_walk {
+	__u8 pad;
+	__u8 next;
+} __attribute__((aligned(8)));
+
+static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
+					       __u8 kind4, __u8 kind6,
+					       __u32 *at)
+{
+	volatile struct toa_walk w = { .next = sizeof(struct tcphdr) };
+	__u32 i;
+
+	for (i = sizeof(struct tcphdr); i < TCP_MAX_HDR; i++) {
+		struct tcphdr *th = (struct tcphdr *)pkt_start(skops);
+		__u8 *p = (__u8 *)th + i, *end = pkt_end(skops);
+		__u8 kind, len;
+
+		if (i != w.next)
+			continue;
+		if ((void *)(th + 1) > (void *)end)
+			return PARSE_NONE;
+		if (i >= th->doff * 4u || p + 1 > end)
+			return PARSE_NONE;
+		kind = p[0];
+		if (kind == TCPOPT_EOL)
+			return PARSE_NONE;
+		if (kind == TCPOPT_NOP) {
+			w.next = i + 1;
+			continue;
+		}
+		if (p + 2 > end)
+			return PARSE_MALFORMED;
+		len = p[1];
+		if (len < 2 || i + len > th->doff * 4u)
+			return PARSE_MALFORMED;
+		w.next = i + len;
+		if (!((kind == kind4 && len == TCPOLEN_TOA4) ||
+		      (kind == kind6 && len == TCPOLEN_TOA6)))
+			continue;
+		if (p + 4 > end)
+			return PARSE_MALFORMED;
+		if (kind == TCPOPT_EXP && ((p[2] << 8) | p[3]) == TFO_EXID)
+			continue;
+		*at = i;
+		return PARSE_FOUND;
+	}
+	return PARSE_NONE;
+}
+
+static __always_inline enum toa_parse parse_toa(struct bpf_sock_ops *skops,
+						__u8 kind4, __u8 kind6,
+						struct toa_opt *out)
+{
+	enum toa_parse r;
+	__u32 at = 0;
+	__u8 *p, *end;
+
+	r = find_toa(skops, kind4, kind6, &at);
+	if (r != PARSE_FOUND)
+		return r;
+	if (at >= TCP_MAX_HDR)
+		return PARSE_NONE;
+	p = pkt_start(skops) + at;
+	end = pkt_end(skops);
+	if (p + TCPOLEN_TOA4 > end)
+		return PARSE_MALFORMED;
+	out->kind = p[0];
+	out->len = p[1];
+	/* constant-size copies: the verifier wants fixed bounds */
+	if (out->len == TCPOLEN_TOA4) {
+		__builtin_memcpy(out->data, p + 2, TCPOLEN_TOA4 - 2);
+	} else {
+		if (p + TCPOLEN_TOA6 > end)
+			return PARSE_MALFORMED;
+		__builtin_memcpy(out->data, p + 2, TCPOLEN_TOA6 - 2);
+	}
+	return PARSE_FOUND;
+}
+
+static __always_inline __u8 cfg_kind(__u8 configured, __u8 dflt)
+{
+	/* 0 is EOL, never a TOA kind: an unset field means the default */
+	return configured ? configured : dflt;
+}
+
+/*
+ * The balancer's address as a key of the trusted-range trie: IPv4 sources
+ * become ::ffff:a.b.c.d, which is what an IPv4 peer of a dual-stack socket
+ * already looks like, so one trie serves both families.
+ */
+static __always_inline void peer_of(struct bpf_sock_ops *skops,
+				    struct toa_info *ti)
+{
+	__u32 *a = (__u32 *)ti->proxy_addr;
+
+	ti->proxy_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port));
+	if (skops->family == AF_INET) {
+		ti->proxy_family = AF_INET;
+		a[0] = skops->remote_ip4;
+		return;
+	}
+	a[0] = skops->remote_ip6[0];
+	a[1] = skops->remote_ip6[1];
+	a[2] = skops->remote_ip6[2];
+	a[3] = skops->remote_ip6[3];
+	/* an IPv4 client of a dual-stack socket: the packet came over IPv4 */
+	if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+		ti->proxy_family = AF_INET;
+		a[0] = a[3];
+		a[2] = a[3] = 0;
+		return;
+	}
+	ti->proxy_family = AF_INET6;
+}
+
+static __always_inline int source_trusted(const struct toa_info *ti)
+{
+	struct toa_bpf_cidr key;
+	__u32 *k = (__u32 *)key.addr;
+	const __u32 *a = (const __u32 *)ti->proxy_addr;
+
+	key.prefixlen = 128;
+	if (ti->proxy_family == AF_INET) {
+		k[0] = 0;
+		k[1] = 0;
+		k[2] = bpf_htonl(0xffff);
+		k[3] = a[0];
+	} else {
+		k[0] = a[0];
+		k[1] = a[1];
+		k[2] = a[2];
+		k[3] = a[3];
+	}
+	return bpf_map_lookup_elem(&toa_trusted, &key) != NULL;
+}
+
+static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
+{
+	__u32 zero = 0;
+	struct toa_bpf_config *cfg = bpf_map_lookup_elem(&toa_config, &zero);
+	struct toa_opt opt = {};
+	struct toa_info ti = {};
+	struct toa_info *st;
+	struct bpf_sock *sk;
+	enum toa_parse r;
+
+	if (!cfg)
+		return 1;
+	r = parse_toa(skops, cfg_kind(cfg->kind_v4, TOA_BPF_DEFAULT_KIND_V4),
+		      cfg_kind(cfg->kind_v6, TOA_BPF_DEFAULT_KIND_V6), &opt);
+	if (r != PARSE_FOUND) {
+		stat_inc(r == PARSE_MALFORMED ? TOA_STAT_MALFORMED
+					      : TOA_STAT_SYN_RECV_SOCK_NO_TOA);
+		return 1;
+	}
+
+	ti.version = TOA_INFO_VERSION;
+	ti.sock_family = skops->family;
+	ti.opt_kind = opt.kind;
+	peer_of(skops, &ti);
+	if (cfg->trusted_only) {
+		if (!source_trusted(&ti)) {
+			stat_inc(TOA_STAT_UNTRUSTED);
+			ti.flags = TOA_INFO_F_UNTRUSTED;
+			goto store_peer;
+		}
+		ti.flags = TOA_INFO_F_TRUSTED;
+	}
+	ti.flags |= TOA_INFO_F_PRESENT;
+	ti.real_port = *(__be16 *)opt.data;
+	if (opt.len == TCPOLEN_TOA4) {
+		ti.real_family = AF_INET;
+		__builtin_memcpy(ti.real_addr, opt.data + 2, 4);
+	} else {
+		ti.real_family = AF_INET6;
+		ti.flags |= TOA_INFO_F_NAT64;
+		__builtin_memcpy(ti.real_addr, opt.data + 2, 16);
+	}
+	stat_inc(TOA_STAT_SYN_RECV_SOCK_TOA);
+	goto store;
+
+store_peer:
+	/* no usable option: the real address is the peer, as toa.h says */
+	ti.real_family = ti.proxy_family;
+	ti.real_port = ti.proxy_port;
+	__builtin_memcpy(ti.real_addr, ti.proxy_addr, 16);
+store:
+	sk = skops->sk;
+	if (!sk)
+		return 1;
+	st = bpf_sk_storage_get(&toa_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st)
+		*st = ti;
+	return 1;
+}
+
+SEC("sockops")
+int toa_sockops(struct bpf_sock_ops *skops)
+{
+	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return on_passive_established(skops);
+	return 1;
+}
+
+static __always_inline struct toa_info *toa_of(struct bpf_sock *sk)
+{
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return NULL;
+	return bpf_sk_storage_get(&toa_sk, sk, 0, 0);
+}
+
+/*
+ * getpeername: an IPv4 client is a.b.c.d on an AF_INET socket and
+ * ::ffff:a.b.c.d on a dual-stack one; an IPv6 client replaces the peer of
+ * an AF_INET6 socket only. An AF_INET socket cannot hold an IPv6 address,
+ * so a NAT64 client leaves it alone (getsockopt 4096 is the way there).
+ */
+static __always_inline int rewrite_peer(struct bpf_sock_addr *ctx, int sock6)
+{
+	struct toa_info *ti = toa_of(ctx->sk);
+	const __u32 *a;
+
+	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT)) {
+		if (ctx->sk && ctx->sk->protocol == IPPROTO_TCP)
+			stat_inc(TOA_STAT_GETNAME_TOA_EMPTY);
+		return 1;
+	}
+	a = (const __u32 *)ti->real_addr;
+	if (ti->real_family == AF_INET6 && !sock6) {
+		stat_inc(TOA_STAT_GETNAME_TOA_MISMATCH);
+		return 1;
+	}
+	if (!sock6) {
+		ctx->user_ip4 = a[0];
+	} else if (ti->real_family == AF_INET) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = a[0];
+	} else {
+		ctx->user_ip6[0] = a[0];
+		ctx->user_ip6[1] = a[1];
+		ctx->user_ip6[2] = a[2];
+		ctx->user_ip6[3] = a[3];
+	}
+	ctx->user_port = ti->real_port;
+	stat_inc(TOA_STAT_GETNAME_TOA_OK);
+	return 1;
+}
+
+SEC("cgroup/getpeername4")
+int toa_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return rewrite_peer(ctx, 0);
+}
+
+SEC("cgroup/getpeername6")
+int toa_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return rewrite_peer(ctx, 1);
+}
+
+/*
+ * Before 5.18 a getsockopt program may only clear the error (any other
+ * value becomes EFAULT); since then it may set any errno. Without that,
+ * EINVAL and ENOTCONN cannot be told apart from "no module" (ENOPROTOOPT,
+ * left as it is), and EFAULT is produced the old way, by an invalid optlen.
+ */
+static __always_inline int sockopt_fail(struct bpf_sockopt *ctx, int err)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval)) {
+		ctx->retval = -err;
+	} else if (err == EFAULT) {
+		ctx->optlen = -1;
+	}
+	return 1;
+}
+
+static __always_inline int sockopt_reply(struct bpf_sockopt *ctx, __u32 len)
+{
+	ctx->optlen = len;
+	/*
+	 * Keeps clang from merging these two 4-byte context stores into one
+	 * 8-byte store, which the verifier rejects.
+	 */
+	barrier_var(len);
+	asm volatile("" ::: "memory");
+	ctx->retval = 0;
+	return 1;
+}
+
+static __always_inline int peer_disconnected(struct bpf_sock *sk)
+{
+	__u32 s = sk->state;
+
+	return s == BPF_TCP_CLOSE || s == BPF_TCP_SYN_SENT || s == BPF_TCP_LISTEN;
+}
+
+/* toa_info for a socket the sockops program never saw with an option */
+static __always_inline void info_from_peer(struct bpf_sock *sk,
+					   struct toa_info *ti)
+{
+	__u32 *a = (__u32 *)ti->proxy_addr;
+	/* 4-byte load: 5.10 rejects narrow loads of dst_port */
+	__u32 dport = *(volatile __u32 *)&sk->dst_port;
+
+	ti->version = TOA_INFO_VERSION;
+	ti->sock_family = sk->family;
+	ti->proxy_port = (__be16)dport;
+	if (sk->family == AF_INET) {
+		ti->proxy_family = AF_INET;
+		a[0] = sk->dst_ip4;
+	} else {
+		a[0] = sk->dst_ip6[0];
+		a[1] = sk->dst_ip6[1];
+		a[2] = sk->dst_ip6[2];
+		a[3] = sk->dst_ip6[3];
+		ti->proxy_family = AF_INET6;
+		if (a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff)) {
+			ti->proxy_family = AF_INET;
+			a[0] = a[3];
+			a[2] = a[3] = 0;
+		}
+	}
+	ti->real_family = ti->proxy_family;
+	ti->real_port = ti->proxy_port;
+	__builtin_memcpy(ti->real_addr, ti->proxy_addr, 16);
+}
+
+SEC("cgroup/getsockopt")
+int toa_getsockopt(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk;
+	struct toa_info *ti;
+	__u8 *buf, *end;
+
+	/* every other getsockopt of the cgroup passes here: leave at once */
+	if (ctx->level != IPPROTO_IP ||
+	    (ctx->optname != TOA_SO_GET_LOOKUP && ctx->optname != TOA_SO_GET_INFO))
+		return 1;
+	/* a kernel module already answered: it owns the range */
+	if (ctx->retval != -ENOPROTOOPT)
+		return 1;
+	sk = ctx->sk;
+	if (!sk || sk->protocol != IPPROTO_TCP)
+		return 1;
+	if (peer_disconnected(sk))
+		return sockopt_fail(ctx, ENOTCONN);
+
+	buf = ctx->optval;
+	end = ctx->optval_end;
+	ti = bpf_sk_storage_get(&toa_sk, sk, 0, 0);
+
+	if (ctx->optname == TOA_SO_GET_INFO) {
+		struct toa_info local = {};
+
+		if (buf + sizeof(struct toa_info) > end)
+			return sockopt_fail(ctx, EINVAL);
+		if (!ti) {
+			info_from_peer(sk, &local);
+			ti = &local;
+		}
+		__builtin_memcpy(buf, ti, sizeof(struct toa_info));
+		return sockopt_reply(ctx, sizeof(struct toa_info));
+	}
+
+	if (buf + sizeof(struct toa_nat64_peer) > end)
+		return sockopt_fail(ctx, EINVAL);
+	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT)) {
+		stat_inc(TOA_STAT_GETNAME_TOA_EMPTY);
+		return sockopt_fail(ctx, EINVAL);
+	}
+	if (!(ti->flags & TOA_INFO_F_NAT64)) {
+		stat_inc(TOA_STAT_GETNAME_TOA_MISMATCH);
+		return sockopt_fail(ctx, EFAULT);
+	}
+	{
+		struct toa_nat64_peer *peer = (struct toa_nat64_peer *)buf;
+
+		__builtin_memset(buf, 0, sizeof(*peer));
+		__builtin_memcpy(&peer->saddr, ti->real_addr, 16);
+		peer->sport = ti->real_port;
+	}
+	stat_inc(TOA_STAT_GETNAME_TOA_OK);
+	return sockopt_reply(ctx, sizeof(struct toa_nat64_peer));
+}

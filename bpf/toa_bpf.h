@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
+/*
+ * Layout of the maps the loader (src/bpf/) writes and reads. The loader
+ * encodes these by hand: keep src/bpf/maps.ts in step with this file.
+ */
+#ifndef NODE_TOA_BPF_H
+#define NODE_TOA_BPF_H
+
+#define TOA_BPF_DEFAULT_KIND_V4	200
+#define TOA_BPF_DEFAULT_KIND_V6	253
+#define TOA_BPF_MAX_TRUSTED	1024
+
+/* toa_config[0] */
+struct toa_bpf_config {
+	__u8 kind_v4;		/* 0: TOA_BPF_DEFAULT_KIND_V4 */
+	__u8 kind_v6;		/* 0: TOA_BPF_DEFAULT_KIND_V6 */
+	__u8 trusted_only;	/* honor options only from toa_trusted */
+	__u8 reserved[5];
+};
+
+/* toa_trusted key: IPv4 ranges are stored as ::ffff:a.b.c.d/(96 + len) */
+struct toa_bpf_cidr {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* toa_stats index; names as in the kernel module's /proc/net/toa_stats */
+enum toa_bpf_stat {
+	TOA_STAT_SYN_RECV_SOCK_TOA,
+	TOA_STAT_SYN_RECV_SOCK_NO_TOA,
+	TOA_STAT_GETNAME_TOA_OK,
+	TOA_STAT_GETNAME_TOA_MISMATCH,
+	TOA_STAT_GETNAME_TOA_EMPTY,
+	TOA_STAT_UNTRUSTED,
+	TOA_STAT_MALFORMED,
+	TOA_STAT_MAX
+};
+
+#endif
