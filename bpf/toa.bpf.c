@@ -117,24 +117,36 @@ static __always_inline __u8 *pkt_end(struct bpf_sock_ops *skops)
  * tracked register. Measured on 6.18: ~150k instructions with `next` in a
  * register, a few thousand this way.
  */
-struct toa_walk {
-	__u8 pad;
-	__u8 next;
-} __attribute__((aligned(8)));
+
+/* Until the loader writes the map, the kmod's defaults: 200 and 253. */
+static __always_inline int kind_in(const struct toa_bpf_config *cfg, int v6,
+				   __u8 kind)
+{
+	const __u8 *set = v6 ? cfg->kinds_v6 : cfg->kinds_v4;
+
+	if (!cfg->configured)
+		return kind == (v6 ? TOA_BPF_DEFAULT_KIND_V6 : TOA_BPF_DEFAULT_KIND_V4);
+	return set[kind >> 3] & (1u << (kind & 7));
+}
 
 static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
-					       __u8 kind4, __u8 kind6,
+					       const struct toa_bpf_config *cfg,
 					       __u32 *at)
 {
-	volatile struct toa_walk w = { .next = sizeof(struct tcphdr) };
+	/* next option's offset in byte 1 of an 8-aligned slot (see above) */
+	volatile __u8 w[8] __attribute__((aligned(8)));
+#define next_opt w[1]
 	__u32 i;
+
+	w[0] = 0;	/* keeps the slot whole, so byte 1 stays misaligned */
+	next_opt = sizeof(struct tcphdr);
 
 	for (i = sizeof(struct tcphdr); i < TCP_MAX_HDR; i++) {
 		struct tcphdr *th = (struct tcphdr *)pkt_start(skops);
 		__u8 *p = (__u8 *)th + i, *end = pkt_end(skops);
 		__u8 kind, len;
 
-		if (i != w.next)
+		if (i != next_opt)
 			continue;
 		if ((void *)(th + 1) > (void *)end)
 			return PARSE_NONE;
@@ -144,7 +156,7 @@ static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
 		if (kind == TCPOPT_EOL)
 			return PARSE_NONE;
 		if (kind == TCPOPT_NOP) {
-			w.next = i + 1;
+			next_opt = i + 1;
 			continue;
 		}
 		if (p + 2 > end)
@@ -152,29 +164,34 @@ static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
 		len = p[1];
 		if (len < 2 || i + len > th->doff * 4u)
 			return PARSE_MALFORMED;
-		w.next = i + len;
-		if (!((kind == kind4 && len == TCPOLEN_TOA4) ||
-		      (kind == kind6 && len == TCPOLEN_TOA6)))
+		next_opt = i + len;
+		if (len == TCPOLEN_TOA4 && kind_in(cfg, 0, kind)) {
+			if (p + 4 > end)
+				return PARSE_MALFORMED;
+			/* same exclusion as the kmod: a TFO cookie of len 8 */
+			if (kind == TCPOPT_EXP &&
+			    ((p[2] << 8) | p[3]) == TFO_EXID)
+				continue;
+		} else if (!(len == TCPOLEN_TOA6 &&
+			     kind_in(cfg, 1, kind))) {
 			continue;
-		if (p + 4 > end)
-			return PARSE_MALFORMED;
-		if (kind == TCPOPT_EXP && ((p[2] << 8) | p[3]) == TFO_EXID)
-			continue;
+		}
 		*at = i;
 		return PARSE_FOUND;
 	}
+#undef next_opt
 	return PARSE_NONE;
 }
 
 static __always_inline enum toa_parse parse_toa(struct bpf_sock_ops *skops,
-						__u8 kind4, __u8 kind6,
+						const struct toa_bpf_config *cfg,
 						struct toa_opt *out)
 {
 	enum toa_parse r;
 	__u32 at = 0;
 	__u8 *p, *end;
 
-	r = find_toa(skops, kind4, kind6, &at);
+	r = find_toa(skops, cfg, &at);
 	if (r != PARSE_FOUND)
 		return r;
 	if (at >= TCP_MAX_HDR)
@@ -194,12 +211,6 @@ static __always_inline enum toa_parse parse_toa(struct bpf_sock_ops *skops,
 		__builtin_memcpy(out->data, p + 2, TCPOLEN_TOA6 - 2);
 	}
 	return PARSE_FOUND;
-}
-
-static __always_inline __u8 cfg_kind(__u8 configured, __u8 dflt)
-{
-	/* 0 is EOL, never a TOA kind: an unset field means the default */
-	return configured ? configured : dflt;
 }
 
 /*
@@ -265,11 +276,11 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 
 	if (!cfg)
 		return 1;
-	r = parse_toa(skops, cfg_kind(cfg->kind_v4, TOA_BPF_DEFAULT_KIND_V4),
-		      cfg_kind(cfg->kind_v6, TOA_BPF_DEFAULT_KIND_V6), &opt);
+	r = parse_toa(skops, cfg, &opt);
 	if (r != PARSE_FOUND) {
-		stat_inc(r == PARSE_MALFORMED ? TOA_STAT_MALFORMED
-					      : TOA_STAT_SYN_RECV_SOCK_NO_TOA);
+		if (r == PARSE_MALFORMED)
+			stat_inc(TOA_STAT_MALFORMED);
+		stat_inc(TOA_STAT_SYN_RECV_SOCK_NO_TOA);
 		return 1;
 	}
 
@@ -280,6 +291,7 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 	if (cfg->trusted_only) {
 		if (!source_trusted(&ti)) {
 			stat_inc(TOA_STAT_UNTRUSTED);
+			stat_inc(TOA_STAT_SYN_RECV_SOCK_NO_TOA);
 			ti.flags = TOA_INFO_F_UNTRUSTED;
 			goto store_peer;
 		}
@@ -339,16 +351,12 @@ static __always_inline int rewrite_peer(struct bpf_sock_addr *ctx, int sock6)
 	struct toa_info *ti = toa_of(ctx->sk);
 	const __u32 *a;
 
-	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT)) {
-		if (ctx->sk && ctx->sk->protocol == IPPROTO_TCP)
-			stat_inc(TOA_STAT_GETNAME_TOA_EMPTY);
+	/* counted like the kmod: only a rewrite, the rest is getsockopt's */
+	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT))
 		return 1;
-	}
 	a = (const __u32 *)ti->real_addr;
-	if (ti->real_family == AF_INET6 && !sock6) {
-		stat_inc(TOA_STAT_GETNAME_TOA_MISMATCH);
+	if (ti->real_family == AF_INET6 && !sock6)
 		return 1;
-	}
 	if (!sock6) {
 		ctx->user_ip4 = a[0];
 	} else if (ti->real_family == AF_INET) {
@@ -408,11 +416,13 @@ static __always_inline int sockopt_reply(struct bpf_sockopt *ctx, __u32 len)
 	return 1;
 }
 
-static __always_inline int peer_disconnected(struct bpf_sock *sk)
+/* the kmod's toa_connected(): what getpeername would call connected */
+static __always_inline int toa_connected(struct bpf_sock *sk)
 {
 	__u32 s = sk->state;
 
-	return s == BPF_TCP_CLOSE || s == BPF_TCP_SYN_SENT || s == BPF_TCP_LISTEN;
+	return sk->protocol == IPPROTO_TCP && s != BPF_TCP_CLOSE &&
+	       s != BPF_TCP_SYN_SENT && s != BPF_TCP_LISTEN;
 }
 
 /* toa_info for a socket the sockops program never saw with an option */
@@ -449,9 +459,10 @@ static __always_inline void info_from_peer(struct bpf_sock *sk,
 SEC("cgroup/getsockopt")
 int toa_getsockopt(struct bpf_sockopt *ctx)
 {
+	struct toa_info *ti, local;
 	struct bpf_sock *sk;
-	struct toa_info *ti;
 	__u8 *buf, *end;
+	int info;
 
 	/* every other getsockopt of the cgroup passes here: leave at once */
 	if (ctx->level != IPPROTO_IP ||
@@ -461,21 +472,25 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 	if (ctx->retval != -ENOPROTOOPT)
 		return 1;
 	sk = ctx->sk;
-	if (!sk || sk->protocol != IPPROTO_TCP)
+	if (!sk)
 		return 1;
-	if (peer_disconnected(sk))
-		return sockopt_fail(ctx, ENOTCONN);
 
+	/* checks in the kmod's order: buffer size, connection, then TOA */
+	info = ctx->optname == TOA_SO_GET_INFO;
 	buf = ctx->optval;
 	end = ctx->optval_end;
+	if (buf + (info ? sizeof(struct toa_info)
+			: sizeof(struct toa_nat64_peer)) > end)
+		return sockopt_fail(ctx, EINVAL);
+	if (!toa_connected(sk))
+		return sockopt_fail(ctx, ENOTCONN);
 	ti = bpf_sk_storage_get(&toa_sk, sk, 0, 0);
 
-	if (ctx->optname == TOA_SO_GET_INFO) {
-		struct toa_info local = {};
-
+	if (info) {
 		if (buf + sizeof(struct toa_info) > end)
-			return sockopt_fail(ctx, EINVAL);
+			return 1;
 		if (!ti) {
+			__builtin_memset(&local, 0, sizeof(local));
 			info_from_peer(sk, &local);
 			ti = &local;
 		}
@@ -483,8 +498,6 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 		return sockopt_reply(ctx, sizeof(struct toa_info));
 	}
 
-	if (buf + sizeof(struct toa_nat64_peer) > end)
-		return sockopt_fail(ctx, EINVAL);
 	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT)) {
 		stat_inc(TOA_STAT_GETNAME_TOA_EMPTY);
 		return sockopt_fail(ctx, EINVAL);
@@ -493,6 +506,8 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 		stat_inc(TOA_STAT_GETNAME_TOA_MISMATCH);
 		return sockopt_fail(ctx, EFAULT);
 	}
+	if (buf + sizeof(struct toa_nat64_peer) > end)
+		return 1;
 	{
 		struct toa_nat64_peer *peer = (struct toa_nat64_peer *)buf;
 

@@ -10,12 +10,13 @@
 #define TOA_BPF_DEFAULT_KIND_V6	253
 #define TOA_BPF_MAX_TRUSTED	1024
 
-/* toa_config[0] */
+/* toa_config[0]; kinds are bitmaps (bit k of byte k / 8) as in the kmod */
 struct toa_bpf_config {
-	__u8 kind_v4;		/* 0: TOA_BPF_DEFAULT_KIND_V4 */
-	__u8 kind_v6;		/* 0: TOA_BPF_DEFAULT_KIND_V6 */
+	__u8 kinds_v4[32];	/* kinds carrying |port|IPv4| (len 8) */
+	__u8 kinds_v6[32];	/* kinds carrying |port|IPv6| (len 20) */
+	__u8 configured;	/* 0: never written, use 200 / 253 */
 	__u8 trusted_only;	/* honor options only from toa_trusted */
-	__u8 reserved[5];
+	__u8 reserved[6];
 };
 
 /* toa_trusted key: IPv4 ranges are stored as ::ffff:a.b.c.d/(96 + len) */
@@ -24,7 +25,11 @@ struct toa_bpf_cidr {
 	__u8 addr[16];
 };
 
-/* toa_stats index; names as in the kernel module's /proc/net/toa_stats */
+/*
+ * toa_stats index; names and meaning as in the kernel module's
+ * /proc/net/toa_stats (an untrusted or malformed option also counts as
+ * syn_recv_sock_no_toa there, and here).
+ */
 enum toa_bpf_stat {
 	TOA_STAT_SYN_RECV_SOCK_TOA,
 	TOA_STAT_SYN_RECV_SOCK_NO_TOA,
