@@ -376,13 +376,13 @@ static __always_inline int rewrite_peer(struct bpf_sock_addr *ctx, int sock6)
 }
 
 SEC("cgroup/getpeername4")
-int toa_getpeername4(struct bpf_sock_addr *ctx)
+int toa_peername4(struct bpf_sock_addr *ctx)
 {
 	return rewrite_peer(ctx, 0);
 }
 
 SEC("cgroup/getpeername6")
-int toa_getpeername6(struct bpf_sock_addr *ctx)
+int toa_peername6(struct bpf_sock_addr *ctx)
 {
 	return rewrite_peer(ctx, 1);
 }
