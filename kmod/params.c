@@ -163,6 +163,14 @@ static int parse_cidr(char *tok, struct toa_cidr *c)
 		plen = max;
 	else if (kstrtou8(slash + 1, 10, &plen) || plen > max)
 		return -EINVAL;
+	/* ::ffff:a.b.c.d/96+n names IPv4 sources: store it as the IPv4 range
+	 * it means, since IPv4 packets are matched against IPv4 ranges */
+	if (c->is_v6 && plen >= 96 && ipv6_addr_v4mapped(&c->addr)) {
+		memmove(c->addr.s6_addr, &c->addr.s6_addr[12], 4);
+		memset(&c->addr.s6_addr[4], 0, 12);
+		c->is_v6 = false;
+		plen -= 96;
+	}
 	c->plen = plen;
 	return 0;
 }

@@ -237,17 +237,16 @@ export async function startServer(listen: Listen) {
   };
 }
 
-/** Runs one row through a load balancer emulator and returns [observed, expected]. */
+/** Runs one connection of a row through a load balancer emulator. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export async function runCase(lb: any, c: Case): Promise<[Observed, Observed]> {
+export async function runCase(lb: any, c: Pick<Case, 'listen' | 'lbFamily' | 'toa'>): Promise<{ seen: Observed; peer: { address: string; port: number } }> {
   const srv = await startServer(c.listen);
   try {
     const conn = await lb.connect({ port: srv.port, family: c.lbFamily, toa: c.toa, placement: 'ack' });
     await srv.waitFor(1);
     await conn.recvAll().catch(() => undefined);
     await conn.close().catch(() => undefined);
-    const peer = { address: lb.balancerAddress(c.lbFamily), port: conn.localPort };
-    return [srv.seen[0], c.expect(peer)];
+    return { seen: srv.seen[0], peer: { address: lb.balancerAddress(c.lbFamily), port: conn.localPort } };
   } finally {
     await srv.close();
   }
@@ -268,8 +267,8 @@ export function behaviourSuite(backend: Backend, base: BackendConfig = {}) {
     for (const c of behaviourTable) {
       it(c.name, async () => {
         await backend.enable({ ipv4Kinds: [200], ipv6Kinds: [253], trusted: [], ...base, ...c.config });
-        const [seen, want] = await runCase(lb, c);
-        expect(seen).toEqual(want);
+        const { seen, peer } = await runCase(lb, c);
+        expect(seen).toEqual(c.expect(peer));
       }, 20000);
     }
   });

@@ -1,0 +1,60 @@
+// toa.ko held to the shared behaviour table, plus its lifecycle contract:
+// dmesg lines, /proc files in every network namespace, parameter parsing.
+import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { describe, it, expect, beforeAll } from 'vitest';
+import { behaviourSuite } from '../spec/behaviour';
+import { getParam, insmod, kernelLog, kernelTrouble, kmodBackend, loaded, rmmod, setParam } from '../spec/kmod';
+
+describe('toa.ko lifecycle', () => {
+  beforeAll(() => {
+    if (loaded()) rmmod();
+  });
+
+  it('logs "toa load success" and "TOA unloaded"', () => {
+    const count = (re: RegExp) => (kernelLog().match(re) ?? []).length;
+    const loads = count(/toa load success/g);
+    const unloads = count(/TOA unloaded/g);
+    insmod();
+    expect(count(/toa load success/g)).toBe(loads + 1);
+    rmmod();
+    expect(count(/TOA unloaded/g)).toBe(unloads + 1);
+    expect(fs.existsSync('/proc/net/toa_stats')).toBe(false);
+  });
+
+  it('has /proc/net/toa_stats and toa_table in a fresh network namespace', () => {
+    insmod();
+    const out = execFileSync('unshare', ['-n', 'sh', '-c', 'cat /proc/self/net/toa_stats; cat /proc/self/net/toa_table'], { encoding: 'utf8' });
+    for (const name of ['syn_recv_sock_toa', 'syn_recv_sock_no_toa', 'getname_toa_ok', 'getname_toa_mismatch',
+      'getname_toa_empty', 'ip6_address_alloc', 'ip6_address_free', 'untrusted', 'malformed']) {
+      expect(out).toMatch(new RegExp(`^${name}\\s`, 'm'));
+    }
+    expect(out).toMatch(/^local remote client kind flags$/m);
+  });
+
+  it('parses parameters and rejects bad ones', () => {
+    if (!loaded()) insmod();
+    setParam('trusted', '203.0.113.0/24, 2001:db8::/32,192.0.2.1');
+    expect(getParam('trusted')).toBe('203.0.113.0/24,2001:db8::/32,192.0.2.1/32');
+    for (const bad of ['203.0.113.0/33', '2001:db8::/129', 'not-an-address', '1.2.3.4/x']) {
+      expect(() => setParam('trusted', bad)).toThrow(/EINVAL|Invalid argument/);
+    }
+    expect(getParam('trusted')).toBe('203.0.113.0/24,2001:db8::/32,192.0.2.1/32');
+    setParam('trusted', '');
+    expect(getParam('trusted')).toBe('');
+    setParam('ipv4_kinds', '254,200');
+    expect(getParam('ipv4_kinds')).toBe('200,254');
+    for (const bad of ['0', '1', '256', 'x']) expect(() => setParam('ipv4_kinds', bad)).toThrow(/EINVAL|Invalid argument/);
+    setParam('ipv4_kinds', '200');
+    expect(getParam('ipv6_kinds')).toBe('253');
+    rmmod();
+  });
+});
+
+behaviourSuite(kmodBackend);
+
+describe('kernel log after the behaviour table', () => {
+  it('shows no oops, BUG or WARNING', () => {
+    expect(kernelTrouble()).toEqual([]);
+  });
+});

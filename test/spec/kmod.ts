@@ -1,0 +1,112 @@
+// Driving toa.ko from tests running as root inside a guest: finding the
+// module built for the running kernel, loading it with parameters, reading
+// its counters and table, and checking the kernel log.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Backend, BackendConfig } from './behaviour';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * toa.ko for the running kernel: $TOA_KMOD_KO, else the matrix build output
+ * kmod/scripts/build-matrix.sh leaves in .cache/kmod/<release>/toa.ko.
+ */
+export function koPath(): string {
+  const release = os.release();
+  const candidates = [process.env.TOA_KMOD_KO, path.join(root, '.cache/kmod', release, 'toa.ko')].filter(Boolean) as string[];
+  for (const c of candidates) if (fs.existsSync(c)) return c;
+  throw new Error(`no toa.ko for kernel ${release}: run kmod/scripts/build-matrix.sh on the host (looked in ${candidates.join(', ')})`);
+}
+
+function sh(cmd: string, args: string[]) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  if (r.error) throw r.error;
+  return r;
+}
+
+export function loaded(): boolean {
+  return fs.existsSync('/sys/module/toa');
+}
+
+function paramArgs(c: BackendConfig): string[] {
+  const a: string[] = [];
+  if (c.ipv4Kinds) a.push(`ipv4_kinds=${c.ipv4Kinds.join(',')}`);
+  if (c.ipv6Kinds) a.push(`ipv6_kinds=${c.ipv6Kinds.join(',')}`);
+  if (c.trusted && c.trusted.length) a.push(`trusted=${c.trusted.join(',')}`);
+  return a;
+}
+
+export function insmod(c: BackendConfig = {}) {
+  const r = sh('insmod', [koPath(), ...paramArgs(c)]);
+  if (r.status !== 0) throw new Error(`insmod failed (${r.status}): ${r.stderr.trim()}`);
+}
+
+/** rmmod, retrying while a getsockopt in flight holds a module reference. */
+export function rmmod({ attempts = 50 } = {}) {
+  for (let i = 0; i < attempts; i++) {
+    const r = sh('rmmod', ['toa']);
+    if (r.status === 0) return;
+    if (!/in use|busy/i.test(r.stderr)) throw new Error(`rmmod failed (${r.status}): ${r.stderr.trim()}`);
+    execFileSync('sleep', ['0.05']);
+  }
+  throw new Error(`rmmod: module still in use after ${attempts} attempts`);
+}
+
+export function setParam(name: 'ipv4_kinds' | 'ipv6_kinds' | 'trusted', value: string) {
+  // a newline makes even the empty value a real write the setter sees
+  fs.writeFileSync(`/sys/module/toa/parameters/${name}`, `${value}\n`);
+}
+
+export function getParam(name: string): string {
+  return fs.readFileSync(`/sys/module/toa/parameters/${name}`, 'utf8').trim();
+}
+
+/** /proc/net/toa_stats: each counter summed over CPUs, plus the gauges. */
+export function stats(): Record<string, number> {
+  const out: Record<string, number> = {};
+  const lines = fs.readFileSync('/proc/net/toa_stats', 'utf8').trim().split('\n').slice(1);
+  for (const line of lines) {
+    const [name, ...vals] = line.trim().split(/\s+/);
+    out[name] = vals.reduce((s, v) => s + Number(v), 0);
+  }
+  return out;
+}
+
+export function delta(before: Record<string, number>, after: Record<string, number>) {
+  const d: Record<string, number> = {};
+  for (const k of Object.keys(after)) d[k] = after[k] - (before[k] ?? 0);
+  return d;
+}
+
+/** Data lines of /proc/net/toa_table (header removed). */
+export function tableEntries(): string[] {
+  return fs.readFileSync('/proc/net/toa_table', 'utf8').trim().split('\n').slice(1).filter(Boolean);
+}
+
+/** Kernel log since boot. */
+export function kernelLog(): string {
+  return execFileSync('dmesg', [], { encoding: 'utf8', maxBuffer: 64 << 20 });
+}
+
+/** Lines showing the kernel complained (oops, BUG, WARNING, lockdep, KASAN...). */
+export function kernelTrouble(log = kernelLog()): string[] {
+  return log.split('\n').filter((l) =>
+    /\b(Oops|BUG:|WARNING:|Call Trace|general protection|KASAN|UBSAN|lockdep|soft lockup|hung task|refcount_t)/.test(l));
+}
+
+/** The kmod backend for the shared behaviour suite. */
+export const kmodBackend: Backend = {
+  name: `toa.ko on ${os.release()}`,
+  async enable(c: BackendConfig) {
+    if (!loaded()) insmod(c);
+    setParam('ipv4_kinds', (c.ipv4Kinds ?? [200]).join(','));
+    setParam('ipv6_kinds', (c.ipv6Kinds ?? [253]).join(','));
+    setParam('trusted', (c.trusted ?? []).join(','));
+  },
+  async disable() {
+    if (loaded()) rmmod();
+  },
+};
