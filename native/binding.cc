@@ -1,0 +1,122 @@
+// N-API glue: unpacks arguments, runs the query, hands raw values back.
+// Validation and error objects live in TypeScript (src/errors.ts); this file
+// only reports numbers and strings.
+#include <napi.h>
+#include <uv.h>
+
+#include <cstring>
+
+#include "../kmod/uapi/toa.h"
+#include "socket_query.h"
+
+namespace {
+
+// Layout of the Int32Array the caller passes to query(); src/native.ts has
+// the same indices.
+enum Meta {
+  kErrno, kSyscall, kSource, kFamily, kPort, kFlags, kOptKind,
+  kProxyFamily, kProxyPort, kNotTcp, kDomain, kType, kMetaLength
+};
+
+int FamilyNumber(int af) { return af == AF_INET6 ? 6 : 4; }
+
+// uv_inet_ntop is what Node itself uses for remoteAddress, so the strings
+// match it byte for byte (IPv6 zero compression, ::ffff:a.b.c.d).
+Napi::Value AddressString(Napi::Env env, const sockaddr_storage& ss,
+                          int32_t* family, int32_t* port) {
+  char buf[INET6_ADDRSTRLEN];
+  if (ss.ss_family == AF_INET6) {
+    const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(ss);
+    uv_inet_ntop(AF_INET6, &sin6.sin6_addr, buf, sizeof(buf));
+    *port = ntohs(sin6.sin6_port);
+  } else {
+    const auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    uv_inet_ntop(AF_INET, &sin.sin_addr, buf, sizeof(buf));
+    *port = ntohs(sin.sin_port);
+  }
+  *family = FamilyNumber(ss.ss_family);
+  return Napi::String::New(env, buf);
+}
+
+// query(fd, checkType, meta: Int32Array, out: string[]) -> boolean
+// true: out[0] = real address, out[1] = proxy address (if meta[kProxyFamily]).
+// false: meta[kErrno]/meta[kSyscall], or meta[kNotTcp] with domain/type.
+Napi::Value Query(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const bool check_type = info[1].As<Napi::Boolean>().Value();
+  auto meta_array = info[2].As<Napi::Int32Array>();
+  auto out = info[3].As<Napi::Array>();
+  if (meta_array.ElementLength() < kMetaLength) {
+    Napi::TypeError::New(env, "meta too short").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int32_t* meta = meta_array.Data();
+
+  const toa::QueryResult r = toa::QuerySocket(fd, check_type);
+  meta[kErrno] = r.err;
+  meta[kSyscall] = static_cast<int32_t>(r.failed);
+  meta[kNotTcp] = r.not_tcp;
+  meta[kDomain] = r.domain;
+  meta[kType] = r.type;
+  if (r.err != 0 || r.not_tcp) return Napi::Boolean::New(env, false);
+
+  meta[kSource] = static_cast<int32_t>(r.source);
+  meta[kFlags] = static_cast<int32_t>(r.flags);
+  meta[kOptKind] = static_cast<int32_t>(r.opt_kind);
+  out.Set(0u, AddressString(env, r.real, &meta[kFamily], &meta[kPort]));
+  if (r.has_proxy) {
+    out.Set(1u, AddressString(env, r.proxy, &meta[kProxyFamily], &meta[kProxyPort]));
+  } else {
+    meta[kProxyFamily] = 0;
+    meta[kProxyPort] = 0;
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+// Raw getsockopt(IPPROTO_IP, optname) into a caller-sized buffer, for the
+// low-level API and tests that check the ABI itself. Returns [errno, len]:
+// errno 0 on success, len as the kernel reported it.
+Napi::Value RawSockopt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const int optname = info[1].As<Napi::Number>().Int32Value();
+  auto buf = info[2].As<Napi::Uint8Array>();
+  socklen_t len = static_cast<socklen_t>(buf.ByteLength());
+  int err = 0;
+  if (getsockopt(fd, IPPROTO_IP, optname, buf.Data(), &len) != 0) err = errno;
+  auto result = Napi::Array::New(env, 2);
+  result.Set(0u, Napi::Number::New(env, err));
+  result.Set(1u, Napi::Number::New(env, err ? 0 : len));
+  return result;
+}
+
+// ntop(family: 4|6, bytes: Uint8Array) -> string, Node's formatting.
+Napi::Value Ntop(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int family = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
+  auto bytes = info[1].As<Napi::Uint8Array>();
+  if (bytes.ByteLength() < (family == AF_INET6 ? 16u : 4u)) {
+    Napi::RangeError::New(env, "address too short").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  char buf[INET6_ADDRSTRLEN];
+  uv_inet_ntop(family, bytes.Data(), buf, sizeof(buf));
+  return Napi::String::New(env, buf);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("query", Napi::Function::New(env, Query, "query"));
+  exports.Set("rawSockopt", Napi::Function::New(env, RawSockopt, "rawSockopt"));
+  exports.Set("ntop", Napi::Function::New(env, Ntop, "ntop"));
+  exports.Set("META_LENGTH", Napi::Number::New(env, kMetaLength));
+  exports.Set("TOA_SO_GET_LOOKUP", Napi::Number::New(env, TOA_SO_GET_LOOKUP));
+  exports.Set("TOA_SO_GET_INFO", Napi::Number::New(env, TOA_SO_GET_INFO));
+  exports.Set("TOA_INFO_SIZE", Napi::Number::New(env, sizeof(toa_info)));
+  exports.Set("TOA_NAT64_PEER_SIZE", Napi::Number::New(env, sizeof(toa_nat64_peer)));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(toa, Init)

@@ -1,0 +1,40 @@
+// fd -> real client address: the syscalls, no N-API. Kept free of Node types
+// so the logic can be read (and reasoned about) as plain POSIX code.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <cstdint>
+
+namespace toa {
+
+// What decided the answer. Mirrors the `source` strings in src/lookup.ts.
+enum class Source : int32_t { kPeer = 0, kToa = 1, kToaNat64 = 2 };
+
+// The syscall that failed, so JS can name it in the error (`syscall`).
+enum class Syscall : int32_t { kNone = 0, kGetsockopt = 1, kGetpeername = 2 };
+
+struct QueryResult {
+  int err = 0;  // errno of the failing syscall, 0 on success
+  Syscall failed = Syscall::kNone;
+  // Set when the fd is a socket but not a TCP/IPv4/IPv6 stream socket; err
+  // is then 0 and domain/type say what it is.
+  bool not_tcp = false;
+  int domain = 0;
+  int type = 0;
+
+  Source source = Source::kPeer;
+  uint32_t flags = 0;      // TOA_INFO_F_* from the extended query
+  uint32_t opt_kind = 0;   // option kind that carried the address
+  sockaddr_storage real{};   // formatted as getpeername on this socket would
+  bool has_proxy = false;
+  sockaddr_storage proxy{};  // the balancer, when a provider told us
+};
+
+// Runs the cheapest chain that answers for `fd`: node-toa's extended query,
+// else the Tencent/DPVS NAT64 query, else getpeername. With `check_type` the
+// fd is first checked to be a TCP socket (raw fds from users); socket
+// objects whose handle is known to be TCP skip that syscall.
+QueryResult QuerySocket(int fd, bool check_type);
+
+}  // namespace toa

@@ -1,0 +1,32 @@
+// Builds dist/: TypeScript compiled once to CommonJS (dist/cjs), and thin ESM
+// wrappers (dist/esm) that re-export it. One implementation for both module
+// systems means one cache and one set of prototype getters, whichever way
+// an application (or its dependencies) loads the package.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(import.meta.url);
+const entries = ['index', 'register'];
+
+rmSync(join(root, 'dist'), { recursive: true, force: true });
+execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
+writeFileSync(join(root, 'dist/cjs/package.json'), '{ "type": "commonjs" }\n');
+if (existsSync(join(root, 'dist/cjs/cli.js'))) chmodSync(join(root, 'dist/cjs/cli.js'), 0o755);
+
+mkdirSync(join(root, 'dist/esm'), { recursive: true });
+for (const entry of entries) {
+  const names = Object.keys(require(join(root, 'dist/cjs', `${entry}.js`))).filter((n) => n !== '__esModule');
+  const js = [
+    `import cjs from '../cjs/${entry}.js';`,
+    names.length ? `export const { ${names.join(', ')} } = cjs;` : '',
+    'export default cjs;',
+    '',
+  ].filter((line, i) => line || i === 3);
+  writeFileSync(join(root, 'dist/esm', `${entry}.js`), js.join('\n'));
+  writeFileSync(join(root, 'dist/esm', `${entry}.d.ts`),
+    `export * from '../cjs/${entry}.js';\nimport * as cjs from '../cjs/${entry}.js';\nexport default cjs;\n`);
+}

@@ -1,0 +1,169 @@
+// lookup(): the real client address of a socket, and where it came from.
+import * as net from 'node:net';
+import { constants } from 'node:os';
+import { invalidArgType, systemError, toaError } from './errors';
+import { getBinding, Meta, supported } from './native';
+
+export type AddressFamily = 'IPv4' | 'IPv6';
+
+/**
+ * What decided the answer:
+ * - `'toa'`: a TOA provider (node-toa's kernel module or eBPF backend)
+ *   decoded the address from the TCP option;
+ * - `'toa-nat64'`: another vendor's module answered the Tencent/DPVS NAT64
+ *   query (getsockopt 4096) with an IPv6 client;
+ * - `'peer'`: plain getpeername. Behind a TOA module that rewrites
+ *   getpeername (Tencent's, DPVS's) this can still be the client.
+ */
+export type LookupSource = 'toa' | 'toa-nat64' | 'peer';
+
+export interface PeerAddress {
+  readonly address: string;
+  readonly port: number;
+  readonly family: AddressFamily;
+}
+
+export interface LookupResult extends PeerAddress {
+  readonly source: LookupSource;
+  /** The load balancer the connection came through, when a provider said. */
+  readonly proxy?: PeerAddress;
+  /**
+   * Only with source `'toa'`: true when the option arrived from a source in
+   * the provider's configured trusted ranges, false when the provider
+   * accepts options from anyone (no trusted ranges configured).
+   */
+  readonly trusted?: boolean;
+  /** True when a TOA option was seen but ignored: its source is not trusted. */
+  readonly rejected?: boolean;
+  /** TCP option kind that carried the address (200, 253, 254...). */
+  readonly optionKind?: number;
+}
+
+const SYSCALLS = ['', 'getsockopt', 'getpeername'] as const;
+const SOURCES: readonly LookupSource[] = ['peer', 'toa', 'toa-nat64'];
+const FLAG_PRESENT = 0x1;
+const FLAG_TRUSTED = 0x4;
+const FLAG_UNTRUSTED = 0x8;
+
+// One scratch area for every call: the addon writes numbers here instead of
+// allocating an object per query.
+let meta: Int32Array | undefined;
+const strings: string[] = ['', ''];
+
+function familyName(n: number): AddressFamily {
+  return n === 6 ? 'IPv6' : 'IPv4';
+}
+
+/** Why `query` failed, as an Error with a Node-style code. */
+function queryError(m: Int32Array): Error {
+  if (m[Meta.NotTcp]) {
+    const what = m[Meta.Domain] === 1 ? 'a Unix domain socket'
+      : m[Meta.Type] === 2 ? 'a UDP socket' : `a socket of domain ${m[Meta.Domain]}, type ${m[Meta.Type]}`;
+    return toaError('ERR_TOA_NOT_TCP', `TOA applies to TCP sockets only; this is ${what}`);
+  }
+  if (m[Meta.Errno] === constants.errno.EPROTO) {
+    return toaError('ERR_TOA_BAD_ANSWER',
+      'the TOA provider answered getsockopt with a structure this version cannot read');
+  }
+  return systemError(m[Meta.Errno], SYSCALLS[m[Meta.Syscall]] || 'getsockopt');
+}
+
+/** Runs the native query; returns the result or the error (never throws). */
+export function queryFd(fd: number, checkType: boolean): LookupResult | Error {
+  const binding = getBinding();
+  const m = meta ?? (meta = new Int32Array(binding.META_LENGTH));
+  if (!binding.query(fd, checkType, m, strings)) return queryError(m);
+  const source = SOURCES[m[Meta.Source]];
+  const flags = m[Meta.Flags];
+  const result: {
+    -readonly [K in keyof LookupResult]: LookupResult[K]
+  } = { address: strings[0], port: m[Meta.Port], family: familyName(m[Meta.Family]), source };
+  if (m[Meta.ProxyFamily]) {
+    result.proxy = Object.freeze({
+      address: strings[1], port: m[Meta.ProxyPort], family: familyName(m[Meta.ProxyFamily]),
+    });
+  }
+  if (source === 'toa') result.trusted = (flags & FLAG_TRUSTED) !== 0;
+  if (flags & FLAG_UNTRUSTED && !(flags & FLAG_PRESENT)) result.rejected = true;
+  if (m[Meta.OptKind]) result.optionKind = m[Meta.OptKind];
+  return Object.freeze(result);
+}
+
+// Shared by the CJS build and anything that loads it twice (bundlers):
+// Symbol.for keeps one cache slot per socket whatever the copy.
+export const kResult: unique symbol = Symbol.for('node-toa.result') as never;
+
+interface SocketInternals {
+  _handle?: { fd?: number } | null;
+  destroyed?: boolean;
+  [kResult]?: LookupResult;
+}
+
+function validateSocket(socket: unknown): asserts socket is net.Socket {
+  if (!(socket instanceof net.Socket)) throw invalidArgType('socket', 'an instance of net.Socket', socket);
+}
+
+/** Answer for a socket without throwing: the cached one, or a fresh query. */
+export function resolve(socket: net.Socket): LookupResult | Error {
+  const s = socket as unknown as SocketInternals;
+  const cached = s[kResult];
+  if (cached !== undefined) return cached;
+  const result = supported ? queryHandle(s) : fromNode(socket);
+  if (!(result instanceof Error)) s[kResult] = result;
+  return result;
+}
+
+function queryHandle(s: SocketInternals): LookupResult | Error {
+  const handle = s._handle;
+  if (!handle) {
+    return s.destroyed
+      ? toaError('ERR_SOCKET_CLOSED', 'Socket is closed and no address was captured before it closed')
+      : systemError(constants.errno.ENOTCONN, 'getpeername');
+  }
+  const fd = handle.fd;
+  if (typeof fd !== 'number' || fd < 0) return systemError(constants.errno.ENOTCONN, 'getpeername');
+  return queryFd(fd, false);
+}
+
+// No TOA provider can exist off Linux: the peer is the answer.
+function fromNode(socket: net.Socket): LookupResult | Error {
+  const { remoteAddress: address, remotePort: port, remoteFamily: family } = socket;
+  if (address === undefined || port === undefined) {
+    return socket.destroyed
+      ? toaError('ERR_SOCKET_CLOSED', 'Socket is closed and no address was captured before it closed')
+      : systemError(constants.errno.ENOTCONN, 'getpeername');
+  }
+  return Object.freeze({ address, port, family: family as AddressFamily, source: 'peer' as const });
+}
+
+/**
+ * The real client address of a connected TCP socket (net, tls, http, https,
+ * http2 sockets). Computed once per socket and cached. Throws a TypeError
+ * (`ERR_INVALID_ARG_TYPE`) for anything but a net.Socket, and a Node-style
+ * error (`ENOTCONN`, `ERR_SOCKET_CLOSED`, `ERR_TOA_NOT_TCP`...) when there is
+ * no answer.
+ */
+export function lookup(socket: net.Socket): LookupResult {
+  validateSocket(socket);
+  const result = resolve(socket);
+  if (result instanceof Error) throw result;
+  return result;
+}
+
+function validateFd(fd: unknown): asserts fd is number {
+  if (typeof fd !== 'number' || !Number.isInteger(fd)) throw invalidArgType('fd', 'an integer', fd);
+  if (fd < 0 || fd > 0x7fffffff) {
+    throw toaError('ERR_OUT_OF_RANGE',
+      `The value of "fd" is out of range. It must be >= 0 && <= 2147483647. Received ${fd}`, RangeError);
+  }
+}
+
+/** lookup() for a raw file descriptor. The fd is checked to be a TCP socket. */
+export function lookupFd(fd: number): LookupResult {
+  validateFd(fd);
+  const result = queryFd(fd, true);
+  if (result instanceof Error) throw result;
+  return result;
+}
+
+export { validateFd, validateSocket };
