@@ -1,0 +1,126 @@
+// The eBPF backend as tests drive it: attached to a cgroup the test made,
+// pinned in a bpffs instance the test mounted, never the machine's root
+// cgroup or /sys/fs/bpf. Used by test/bpf-*.test.ts on the host and
+// test/kernel/bpf-*.test.ts in the guests.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { isMainThread } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import type { Backend, BackendConfig } from './spec/behaviour';
+import { attach, cgroup2Root, configure, detach, status } from '../src/bpf/index';
+import type { BpfStatus, Counters } from '../src/bpf/index';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** $TOA_BPF_OBJ, else the object `make -C bpf` builds (built here when missing). */
+export function bpfObject(): string {
+  if (process.env.TOA_BPF_OBJ) return process.env.TOA_BPF_OBJ;
+  const obj = path.join(root, 'bpf/dist/toa.bpf.o');
+  const src = ['toa.bpf.c', 'toa_bpf.h'].map((f) => path.join(root, 'bpf', f));
+  const stale = !fs.existsSync(obj) || src.some((s) => fs.statSync(s).mtimeMs > fs.statSync(obj).mtimeMs);
+  if (stale) execFileSync('make', ['-s', '-C', path.join(root, 'bpf')], { stdio: 'pipe' });
+  return obj;
+}
+
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) throw new Error('eBPF backend tests need root (BPF, cgroups, netns): run them as root');
+}
+
+/** The v2 cgroup this process is in, as a directory. */
+export function ownCgroup(): string {
+  const line = fs.readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  if (!line) throw new Error('this process is in no cgroup v2 hierarchy');
+  return path.join(cgroup2Root(), line.slice(3));
+}
+
+export function moveTo(cgroup: string, pid = process.pid): void {
+  fs.writeFileSync(path.join(cgroup, 'cgroup.procs'), `${pid}\n`);
+}
+
+/** A scratch cgroup + private bpffs; everything removed by cleanup(). */
+export class Sandbox {
+  readonly cgroup: string;
+  readonly bpffs: string;
+  readonly pinDir: string;
+
+  constructor(tag: string) {
+    requireRoot();
+    this.cgroup = path.join(cgroup2Root(), `toa-bpf-${tag}-${process.pid}`);
+    fs.mkdirSync(this.cgroup, { recursive: true });
+    this.bpffs = fs.mkdtempSync(path.join(os.tmpdir(), 'toa-bpffs-'));
+    execFileSync('mount', ['-t', 'bpf', 'bpf', this.bpffs]);
+    this.pinDir = path.join(this.bpffs, 'node-toa');
+  }
+
+  attach(config: BackendConfig = {}): Promise<BpfStatus> {
+    return attach({
+      cgroup: this.cgroup, pinDir: this.pinDir, object: bpfObject(),
+      ipv4Kinds: config.ipv4Kinds ?? [200], ipv6Kinds: config.ipv6Kinds ?? [253], trusted: config.trusted ?? [],
+    });
+  }
+
+  status(): Promise<BpfStatus> {
+    return status({ pinDir: this.pinDir });
+  }
+
+  async counters(): Promise<Counters> {
+    const s = await this.status();
+    if (!s.counters) throw new Error('backend not loaded');
+    return s.counters;
+  }
+
+  async cleanup(): Promise<void> {
+    await detach({ pinDir: this.pinDir });
+    spawnSync('umount', [this.bpffs]);
+    fs.rmSync(this.bpffs, { recursive: true, force: true });
+    // a process still in it (a child being reaped) keeps rmdir at EBUSY briefly
+    for (let i = 0; i < 100 && fs.existsSync(this.cgroup); i++) {
+      try {
+        fs.rmdirSync(this.cgroup);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
+        execFileSync('sleep', ['0.02']);
+      }
+    }
+  }
+}
+
+/**
+ * The shared behaviour suite's Backend: this test process moves into the
+ * sandbox cgroup while enabled, so the servers runCase() starts are covered.
+ * Only safe in a process of its own (vitest's forks pool), never a thread
+ * sharing the process with other test files.
+ */
+export function bpfBackend(tag: string): Backend & { sandbox(): Sandbox } {
+  let box: Sandbox | undefined;
+  let home: string | undefined;
+  return {
+    name: 'eBPF',
+    sandbox() {
+      if (!box) throw new Error('backend not enabled');
+      return box;
+    },
+    async enable(config: BackendConfig) {
+      if (!box) {
+        if (!isMainThread) throw new Error('bpfBackend moves the whole process into a cgroup: run this file in the forks pool');
+        box = new Sandbox(tag);
+        await box.attach(config);
+        home = ownCgroup();
+        moveTo(box.cgroup);
+        return;
+      }
+      await configure({
+        pinDir: box.pinDir,
+        ipv4Kinds: config.ipv4Kinds ?? [200], ipv6Kinds: config.ipv6Kinds ?? [253], trusted: config.trusted ?? [],
+      });
+    },
+    async disable() {
+      if (!box) return;
+      if (home) moveTo(home);
+      await box.cleanup();
+      box = undefined;
+    },
+  };
+}
