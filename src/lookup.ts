@@ -96,6 +96,9 @@ export const kResult: unique symbol = Symbol.for('node-toa.result') as never;
 interface SocketInternals {
   _handle?: { fd?: number } | null;
   destroyed?: boolean;
+  // A server-side TLSSocket wraps the accepted TCP socket, which is the one
+  // the accept-time capture saw.
+  _parent?: SocketInternals | null;
   [kResult]?: LookupResult;
 }
 
@@ -106,7 +109,7 @@ function validateSocket(socket: unknown): asserts socket is net.Socket {
 /** Answer for a socket without throwing: the cached one, or a fresh query. */
 export function resolve(socket: net.Socket): LookupResult | Error {
   const s = socket as unknown as SocketInternals;
-  const cached = s[kResult];
+  const cached = s[kResult] ?? s._parent?.[kResult];
   if (cached !== undefined) return cached;
   const result = supported ? queryHandle(s) : fromNode(socket);
   if (!(result instanceof Error)) s[kResult] = result;

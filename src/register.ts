@@ -4,7 +4,7 @@
 // destroy() that happens before the application asks.
 import * as diagnostics from 'node:diagnostics_channel';
 import * as net from 'node:net';
-import type { AddressFamily } from './lookup';
+import type { AddressFamily, LookupResult } from './lookup';
 import { kResult, resolve } from './lookup';
 
 declare module 'node:net' {
@@ -18,11 +18,11 @@ declare module 'node:net' {
 
 const kRegistered = Symbol.for('node-toa.registered');
 
-type Holder = { [kResult]?: ReturnType<typeof resolve> };
+type Holder = { [kResult]?: LookupResult };
 
-function answer(socket: net.Socket) {
+function answer(socket: net.Socket): LookupResult | undefined {
   const cached = (socket as unknown as Holder)[kResult];
-  if (cached !== undefined) return cached as Exclude<typeof cached, Error>;
+  if (cached !== undefined) return cached;
   const result = resolve(socket);
   return result instanceof Error ? undefined : result;
 }

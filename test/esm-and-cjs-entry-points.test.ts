@@ -1,0 +1,82 @@
+// The published entry points (the exports map, not src/): ESM import and
+// CommonJS require both work, share one cache and one set of getters, and
+// the bundled .d.ts type-check a strict consumer in both module systems.
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const root = join(__dirname, '..');
+let dir: string;
+
+// A consumer project whose node_modules/node-toa is this package.
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'node-toa-consumer-'));
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(root, join(dir, 'node_modules', 'node-toa'));
+  symlinkSync(join(root, 'node_modules', '@types'), join(dir, 'node_modules', '@types'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const program = (importLines: string) => `${importLines}
+const server = net.createServer((s) => {
+  const r = toa.lookup(s);
+  console.log(JSON.stringify({ real: s.realRemoteAddress, node: s.remoteAddress, source: r.source, same: r === toa.lookup(s) }));
+  s.destroy(); server.close();
+}).listen(0, '127.0.0.1', () => net.connect(server.address().port, '127.0.0.1').on('error', () => {}));
+`;
+
+it('ESM: import "node-toa" and "node-toa/register"', async () => {
+  writeFileSync(join(dir, 'esm.mjs'), program(
+    "import net from 'node:net';\nimport 'node-toa/register';\nimport * as toa from 'node-toa';\nimport def from 'node-toa';\nif (def.lookup !== toa.lookup) throw new Error('default export differs');"));
+  const { stdout } = await run(process.execPath, ['esm.mjs'], { cwd: dir });
+  expect(JSON.parse(stdout)).toEqual({ real: '127.0.0.1', node: '127.0.0.1', source: 'peer', same: true });
+});
+
+it('CJS: require("node-toa") and "node-toa/register"', async () => {
+  writeFileSync(join(dir, 'cjs.cjs'), program(
+    "const net = require('node:net');\nrequire('node-toa/register');\nconst toa = require('node-toa');"));
+  const { stdout } = await run(process.execPath, ['cjs.cjs'], { cwd: dir });
+  expect(JSON.parse(stdout)).toEqual({ real: '127.0.0.1', node: '127.0.0.1', source: 'peer', same: true });
+});
+
+it('loading both forms in one process gives one implementation', async () => {
+  writeFileSync(join(dir, 'both.mjs'), `
+import { createRequire } from 'node:module';
+import * as esm from 'node-toa';
+const cjs = createRequire(import.meta.url)('node-toa');
+console.log(JSON.stringify({ same: esm.lookup === cjs.lookup }));`);
+  const { stdout } = await run(process.execPath, ['both.mjs'], { cwd: dir });
+  expect(JSON.parse(stdout)).toEqual({ same: true });
+});
+
+it.each([
+  ['module', 'nodenext', 'consumer.mts'],
+  ['commonjs', 'node16', 'consumer.cts'],
+])('types: strict %s consumer (%s) type-checks, and misuse does not', async (_kind, resolution, file) => {
+  const good = `import * as net from 'node:net';
+import 'node-toa/register';
+import { lookup, lookupFd, getToaInfo, type LookupResult, type LookupSource } from 'node-toa';
+declare const s: net.Socket;
+const r: LookupResult = lookup(s);
+const src: LookupSource = r.source;
+const a: string | undefined = s.realRemoteAddress;
+const p: number | undefined = s.realRemotePort;
+const f: 'IPv4' | 'IPv6' | undefined = s.realRemoteFamily;
+const proxy: string | undefined = r.proxy?.address;
+const fd: number = lookupFd(3).port;
+const trusted: boolean = getToaInfo(s).trusted;
+export { src, a, p, f, proxy, fd, trusted };
+`;
+  writeFileSync(join(dir, file), good);
+  const tsc = join(root, 'node_modules/typescript/bin/tsc');
+  const args = ['--noEmit', '--strict', '--module', resolution, '--moduleResolution', resolution, '--types', 'node', file];
+  await run(process.execPath, [tsc, ...args], { cwd: dir });
+  writeFileSync(join(dir, file), `${good}\nconst wrong: number = lookup({} as net.Socket).address;\n`);
+  await expect(run(process.execPath, [tsc, ...args], { cwd: dir })).rejects.toMatchObject({
+    stdout: expect.stringContaining("Type 'string' is not assignable to type 'number'"),
+  });
+}, 60_000);
