@@ -200,6 +200,8 @@ class Helper {
     this.waiters = [];
     this.stderr = '';
     proc.stderr.on('data', (d) => { this.stderr += d; });
+    // a dead helper is reported through the exit handler below, not as EPIPE
+    proc.stdin.on('error', () => {});
     this.lines = createInterface({ input: proc.stdout });
     this.lines.on('line', (line) => {
       const w = this.waiters[0];
