@@ -11,15 +11,16 @@
 namespace toa {
 namespace {
 
-// Without any TOA provider both getsockopt queries fail with ENOPROTOOPT on
-// every socket. Remembering that for a short while makes the no-provider
-// case a single getpeername, as cheap as Node's own remoteAddress. The
-// window bounds how long a provider loaded after start-up stays unnoticed;
-// the kernel still rewrites getpeername for IPv4 clients meanwhile, so only
-// NAT64 clients on AF_INET sockets and the `source` label are affected.
+// Another vendor's module (the only thing that answers TOA_SO_GET_LOOKUP
+// but not TOA_SO_GET_INFO) is rare, kernel-wide and loaded once at boot;
+// remembering its absence for a moment saves a syscall on every query when
+// there is none. node-toa's own providers are always asked: the eBPF backend
+// answers per cgroup, so one socket's ENOPROTOOPT says nothing of the next.
+// The window bounds how long a vendor module loaded after start-up stays
+// unnoticed (it rewrites getpeername for IPv4 clients meanwhile, so only
+// NAT64 clients on AF_INET sockets are affected).
 constexpr int64_t kAbsentRecheckNs = 250 * 1000 * 1000;
 
-std::atomic<int64_t> info_absent_until{0};
 std::atomic<int64_t> nat64_absent_until{0};
 
 int64_t MonotonicNs() {
@@ -166,12 +167,8 @@ QueryResult Classify(int fd, QueryResult r) {
 
 QueryResult Run(int fd) {
   QueryResult r;
+  if (TryInfo(fd, &r) != 0) return r;
   const int64_t now = MonotonicNs();
-  if (!KnownAbsent(info_absent_until, now)) {
-    const int got = TryInfo(fd, &r);
-    if (got != 0) return r;
-    MarkAbsent(info_absent_until, now);
-  }
   if (!KnownAbsent(nat64_absent_until, now)) {
     const int got = TryNat64(fd, &r);
     if (got == 1 || got == -1) return r;
