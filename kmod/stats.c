@@ -42,8 +42,12 @@ static int stats_show(struct seq_file *seq, void *v)
 	int cpu;
 
 	seq_printf(seq, "%-24s", "");
-	for_each_possible_cpu(cpu)
-		seq_printf(seq, " %12s%-4d", "CPU", cpu);
+	for_each_possible_cpu(cpu) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "CPU%d", cpu);
+		seq_printf(seq, " %16s", name);
+	}
 	seq_putc(seq, '\n');
 	for (i = 0; i < ARRAY_SIZE(toa_stat_rows); i++) {
 		seq_printf(seq, "%-24s", toa_stat_rows[i].name);

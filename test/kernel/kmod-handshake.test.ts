@@ -117,9 +117,9 @@ describe('where the option is read', () => {
         { port: srv.port, ackOptions: real, dataOptions: real, keepOpen: true },
       ], { timeoutMs: 5000 });
       await srv.waitFor(2);
-      const bySource = new Map(srv.seen.map((s) => [s.info.proxyAddress, s]));
-      const c0 = bySource.get(res[0].source.address)!;
-      const c1 = bySource.get(res[1].source.address)!;
+      const bySource = new Map(srv.seen.map((s) => [`${s.info.proxyAddress}|${s.info.proxyPort}`, s]));
+      const c0 = bySource.get(`${res[0].source.address}|${res[0].source.port}`)!;
+      const c1 = bySource.get(`${res[1].source.address}|${res[1].source.port}`)!;
       expect(c0.info.present).toBe(false);
       expect(c0.remoteAddress).toBe(res[0].source.address);
       expect(c1.remoteAddress).toBe(CLIENT_V4);

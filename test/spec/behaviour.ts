@@ -61,6 +61,11 @@ export interface Case {
 
 const mapped = (a: string) => (a.includes(':') ? a : `::ffff:${a}`);
 
+/** The textual form inet_ntop (and so Node) prints. */
+export function canonical(address: string): string {
+  return net.isIPv6(address) ? new URL(`http://[${address}]/`).hostname.slice(1, -1) : address;
+}
+
 function peerAs(listen: Listen, peer: { address: string; port: number }) {
   return { address: listen === '::' ? mapped(peer.address) : peer.address, port: peer.port };
 }
@@ -207,13 +212,17 @@ export async function startServer(listen: Listen) {
   const seen: Observed[] = [];
   const errors: unknown[] = [];
   const waiters: Array<() => void> = [];
+  const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
     try {
       seen.push(observe(s));
     } catch (e) {
       errors.push(e);
     }
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
     s.on('error', () => {});
+    s.resume(); // drain what the client sends, so its FIN is seen
     s.end('ok\n');
     waiters.splice(0).forEach((w) => w());
   });
@@ -233,7 +242,11 @@ export async function startServer(listen: Listen) {
       }
       if (errors.length) throw errors[0];
     },
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    /** stops listening and drops connections a client keeps half-open */
+    close: () => new Promise<void>((r) => {
+      server.close(() => r());
+      for (const s of sockets) s.destroy();
+    }),
   };
 }
 
@@ -246,7 +259,7 @@ export async function runCase(lb: any, c: Pick<Case, 'listen' | 'lbFamily' | 'to
     await srv.waitFor(1);
     await conn.recvAll().catch(() => undefined);
     await conn.close().catch(() => undefined);
-    return { seen: srv.seen[0], peer: { address: lb.balancerAddress(c.lbFamily), port: conn.localPort } };
+    return { seen: srv.seen[0], peer: { address: canonical(lb.balancerAddress(c.lbFamily)), port: conn.localPort } };
   } finally {
     await srv.close();
   }
