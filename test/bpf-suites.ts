@@ -3,15 +3,20 @@
 // Debian kernel matrix). Each suite attaches only to a cgroup it creates.
 import net from 'node:net';
 import os from 'node:os';
+import fs from 'node:fs';
+import path from 'node:path';
 import { once } from 'node:events';
+import { spawn, spawnSync } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer, ipv6Bytes, toaOption } from './support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4, CLIENT_V6 } from './spec/behaviour';
 import { hostileOptions, parseOptions, rng, type Kinds } from './spec/options';
-import { Sandbox, bpfBackend, requireRoot } from './bpf-support';
+import { Sandbox, bpfBackend, bpfObject, requireRoot } from './bpf-support';
 import { Probe, decodeInfo, decodeNat64, type Answer } from './bpf-probe';
-import type { Counters } from '../src/bpf/index';
+import { runBpfCommand, type Counters } from '../src/bpf/index';
 import { getToaInfo } from '../src/index';
 
 const AF_INET = 2;
@@ -298,6 +303,249 @@ export function fuzzSuite(tag: string, n: number, seed = 0x70b) {
       }
     }, 3_600_000);
   });
+}
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** runBpfCommand with its output captured. */
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const o = process.stdout.write;
+  const e = process.stderr.write;
+  process.stdout.write = ((c: string | Uint8Array) => { out.push(String(c)); return true; }) as typeof o;
+  process.stderr.write = ((c: string | Uint8Array) => { err.push(String(c)); return true; }) as typeof e;
+  try {
+    const code = await runBpfCommand(args);
+    return { code, out: out.join(''), err: err.join('') };
+  } finally {
+    process.stdout.write = o;
+    process.stderr.write = e;
+  }
+}
+
+/** bpftool's view of a cgroup: program ids attached there. */
+function attachedIds(cgroup: string): number[] {
+  const r = spawnSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bpftool cgroup show ${cgroup}: ${r.stderr}`);
+  return (JSON.parse(r.stdout.trim() || '[]') as Array<{ id: number }>).map((p) => p.id).sort((a, b) => a - b);
+}
+
+function progExists(id: number): boolean {
+  return spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { encoding: 'utf8' }).status === 0;
+}
+
+/**
+ * A Node server using the addon (the package's built dist/cjs), run as a
+ * child process inside a cgroup. It keeps every accepted socket and answers
+ * "obs N" with what getpeername (uncached) and the addon report right now.
+ */
+class NodeServer {
+  private lines: string[] = [];
+  private constructor(private proc: ReturnType<typeof spawn>) {
+    createInterface({ input: proc.stdout! }).on('line', (l) => this.lines.push(l));
+  }
+
+  static async start(cgroup: string) {
+    const dist = path.join(root, 'dist/cjs/index.js');
+    if (!fs.existsSync(dist)) throw new Error(`${dist} missing: run npm run build first`);
+    const script = `
+      const net = require('node:net');
+      const toa = require(${JSON.stringify(dist)});
+      const socks = [];
+      const q = (f) => { try { return f(); } catch (e) { return { code: e.code }; } };
+      const srv = net.createServer((s) => { socks.push(s); s.on('error', () => {}); });
+      srv.listen({ host: '::', port: 0, ipv6Only: false }, () => console.log(JSON.stringify({ port: srv.address().port })));
+      require('node:readline').createInterface({ input: process.stdin }).on('line', (l) => {
+        const s = socks[Number(l.split(' ')[1])];
+        if (!s) return console.log(JSON.stringify({ accepted: socks.length }));
+        const peer = {};
+        s._handle.getpeername(peer);
+        console.log(JSON.stringify({ accepted: socks.length, peer: { address: peer.address, port: peer.port },
+          lookup: q(() => toa.lookup(s)), info: q(() => toa.getToaInfo(s)), nat64: q(() => toa.getNat64Peer(s)) }));
+      });`;
+    const proc = spawn('sh', ['-c', `echo $$ > '${path.join(cgroup, 'cgroup.procs')}' && exec "${process.execPath}" -e "$0"`, script],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const srv = new NodeServer(proc);
+    const hello = JSON.parse(await srv.next()) as { port: number };
+    return { srv, port: hello.port };
+  }
+
+  async next(timeoutMs = 10000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.lines.length) {
+      if (this.proc.exitCode !== null) throw new Error(`node server exited ${this.proc.exitCode}`);
+      if (Date.now() > deadline) throw new Error('node server silent');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return this.lines.shift()!;
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  async obs(i: number): Promise<any> {
+    for (let tries = 0; tries < 100; tries++) {
+      this.proc.stdin!.write(`obs ${i}\n`);
+      const r = JSON.parse(await this.next());
+      if (r.peer) return r;
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    throw new Error(`connection ${i} never accepted`);
+  }
+
+  stop() {
+    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
+  }
+}
+
+/** CLI, coexistence, placement, TFO, a Node server child, clean detach. */
+export function lifecycleSuite(tag: string) {
+  describe('attach / detach lifecycle', () => {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    let lb: any;
+    let box: Sandbox;
+    let other: Sandbox;
+    const stops: Array<() => void> = [];
+
+    beforeAll(async () => {
+      requireRoot();
+      box = new Sandbox(tag);
+      other = new Sandbox(`${tag}-2`);
+      lb = await createLoadBalancer();
+    }, 60000);
+
+    afterAll(async () => {
+      stops.forEach((s) => s());
+      await lb?.close();
+      await box?.cleanup();
+      await other?.cleanup();
+    });
+
+    it('node-toa bpf attach/status/set/detach, with clear errors', async () => {
+      const common = ['--pin-dir', box.pinDir];
+      let r = await cli(['status', ...common]);
+      expect(r.code).toBe(3);
+      expect(r.out).toMatch(/not attached/);
+      r = await cli(['attach', '--cgroup', '/tmp', ...common]);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(/ERR_INVALID_ARG_VALUE: cgroup \/tmp is not inside/)]);
+      r = await cli(['attach', '--ipv4-kinds', '300', ...common]);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(/ERR_INVALID_ARG_VALUE: --ipv4-kinds: 300/)]);
+      r = await cli(['attach', '--trusted', '203.0.113.0/33', ...common]);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(/ERR_INVALID_ARG_VALUE: trusted: prefix/)]);
+      r = await cli(['frobnicate']);
+      expect(r.code).toBe(2);
+      r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), '--ipv4-kinds', '254,200',
+        '--trusted', '203.0.113.7/24, 2001:db8:70a::/48', ...common]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      r = await cli(['status', '--json', ...common]);
+      expect(r.code).toBe(0);
+      const s = JSON.parse(r.out);
+      expect(s.cgroups).toEqual([box.cgroup]);
+      expect(s.attachments).toHaveLength(4);
+      expect(s.config).toEqual({ ipv4Kinds: [200, 254], ipv6Kinds: [253], trusted: ['203.0.113.0/24', '2001:db8:70a::/48'] });
+      expect(Object.keys(s.counters)).toEqual(['syn_recv_sock_toa', 'syn_recv_sock_no_toa', 'getname_toa_ok',
+        'getname_toa_mismatch', 'getname_toa_empty', 'untrusted', 'malformed']);
+      r = await cli(['set', '--trusted', '', '--ipv6-kinds', '253,254', ...common]);
+      expect(r.code).toBe(0);
+      expect((await box.status()).config).toEqual({ ipv4Kinds: [200, 254], ipv6Kinds: [253, 254], trusted: [] });
+      // attaching the same pins elsewhere is refused, not silently moved
+      r = await cli(['attach', '--cgroup', other.cgroup, '--object', bpfObject(), ...common]);
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_ALREADY_ATTACHED/)]);
+      // a second attach to the same cgroup only applies the options it is given
+      r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), '--ipv6-kinds', '253', ...common]);
+      expect(r.code).toBe(0);
+      expect((await box.status()).attachments).toHaveLength(4);
+      expect((await box.status()).config).toEqual({ ipv4Kinds: [200, 254], ipv6Kinds: [253], trusted: [] });
+      await box.attach({});
+    }, 60000);
+
+    it('coexists with other programs on the same cgroup (BPF_F_ALLOW_MULTI)', async () => {
+      await box.attach({});
+      const mine = attachedIds(box.cgroup);
+      expect(mine).toHaveLength(4);
+      // an independent second instance attached on top of ours
+      await attachTo(other, box.cgroup);
+      expect(attachedIds(box.cgroup)).toHaveLength(8);
+      const { probe, hello } = await Probe.start('0.0.0.0', 1, { cgroup: box.cgroup });
+      stops.push(() => probe.stop());
+      const c = await lb.connect({ port: hello.port, family: 4, toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT }, placement: 'ack' });
+      const r = await probe.conn();
+      await c.close().catch(() => undefined);
+      expect(r.peer).toEqual([CLIENT_V4, CLIENT_PORT]);
+      expect(decodeInfo(hexOf(r.info)).flags).toBe(F_PRESENT);
+      await other.cleanup();
+      expect(attachedIds(box.cgroup)).toEqual(mine);
+      other = new Sandbox(`${tag}-2`);
+    }, 60000);
+
+    it('reads the option only from the segment completing the handshake, as the kmod', async () => {
+      await box.attach({});
+      const toa = { kind: 200, address: CLIENT_V4, port: CLIENT_PORT };
+      const results: Record<string, [string, number]> = {};
+      for (const placement of ['syn', 'ack', 'all']) {
+        const { probe, hello } = await Probe.start('0.0.0.0', 1, { cgroup: box.cgroup });
+        stops.push(() => probe.stop());
+        const c = await lb.connect({ port: hello.port, family: 4, toa, placement });
+        results[placement] = (await probe.conn()).peer;
+        await c.close().catch(() => undefined);
+      }
+      expect(results.syn[0]).toBe(lb.balancerAddress(4));
+      expect(results.ack).toEqual([CLIENT_V4, CLIENT_PORT]);
+      expect(results.all).toEqual([CLIENT_V4, CLIENT_PORT]);
+    }, 60000);
+
+    it('never reads a TCP Fast Open cookie (kind 254, ExID 0xF989) as an address', async () => {
+      await box.attach({ ipv4Kinds: [254] });
+      const { probe, hello } = await Probe.start('0.0.0.0', 2, { cgroup: box.cgroup });
+      stops.push(() => probe.stop());
+      const tfo = Buffer.from([254, 8, 0xf9, 0x89, 198, 51, 100, 9]);
+      const toa = Buffer.from([254, 8, 0x12, 0x34, 198, 51, 100, 9]);
+      const res = await lb.craft([{ port: hello.port, ackOptions: tfo, dataOptions: tfo }, { port: hello.port, ackOptions: toa, dataOptions: toa }]);
+      const seen = [await probe.conn(), await probe.conn()];
+      const bySource = (i: number) => seen.find((x) => decodeInfo(hexOf(x.info)).proxyPort === res[i].source.port)!;
+      expect(bySource(0).peer).toEqual([res[0].source.address, res[0].source.port]);
+      expect(decodeInfo(hexOf(bySource(0).info)).flags).toBe(0);
+      expect(bySource(1).peer).toEqual(['198.51.100.9', 0x1234]);
+      await box.attach({});
+    }, 60000);
+
+    it('serves a Node server child using the addon, then detaches cleanly', async () => {
+      await box.attach({});
+      const { srv, port } = await NodeServer.start(box.cgroup);
+      stops.push(() => srv.stop());
+      const c4 = await lb.connect({ port, family: 4, toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT }, placement: 'ack' });
+      const c6 = await lb.connect({ port, family: 6, toa: { kind: 253, address: CLIENT_V6, port: CLIENT_PORT }, placement: 'ack' });
+      const o4 = await srv.obs(0);
+      const o6 = await srv.obs(1);
+      expect(o4.peer).toEqual({ address: `::ffff:${CLIENT_V4}`, port: CLIENT_PORT });
+      expect(o4.lookup).toMatchObject({ address: `::ffff:${CLIENT_V4}`, port: CLIENT_PORT, source: 'toa' });
+      expect(o4.info).toMatchObject({ present: true, nat64: false, optionKind: 200 });
+      expect(o4.nat64).toEqual({ code: bpfErrno('EFAULT') });
+      expect(o6.peer).toEqual({ address: CLIENT_V6, port: CLIENT_PORT });
+      expect(o6.nat64).toMatchObject({ address: CLIENT_V6, port: CLIENT_PORT });
+      expect(o6.info).toMatchObject({ present: true, nat64: true, optionKind: 253, proxy: { address: lb.balancerAddress(6), port: c6.localPort } });
+
+      const st = await box.status();
+      const ids = st.attachments.map((a) => a.id);
+      const r = await cli(['detach', '--pin-dir', box.pinDir]);
+      expect([r.code, r.out]).toEqual([0, 'detached\n']);
+      expect(attachedIds(box.cgroup)).toEqual([]);
+      expect(fs.existsSync(box.pinDir)).toBe(false);
+      for (const id of ids) expect(progExists(id)).toBe(false);
+      // the open connection now answers as without any backend
+      const after = await srv.obs(0);
+      expect(after.peer).toEqual({ address: `::ffff:${lb.balancerAddress(4)}`, port: c4.localPort });
+      expect(after.info).toEqual({ code: 'ENOPROTOOPT' });
+      expect((await cli(['detach', '--pin-dir', box.pinDir])).out).toBe('not attached\n');
+      await c4.close().catch(() => undefined);
+      await c6.close().catch(() => undefined);
+    }, 60000);
+  });
+}
+
+async function attachTo(box: Sandbox, cgroup: string) {
+  const { attach } = await import('../src/bpf/index');
+  await attach({ cgroup, pinDir: box.pinDir, object: bpfObject() });
 }
 
 export { F_NAT64, F_PRESENT, F_TRUSTED, toaOption };
