@@ -37,9 +37,13 @@ function which(cmd: string, path = process.env.PATH ?? ''): string | undefined {
 }
 
 // A clean environment: nothing from the vitest/npm process that started us
-// (npm_config_*, CC, CXX...) leaks into the installs.
+// (npm_config_*, CC, CXX...) leaks into the installs, and npm starts from an
+// empty cache, so --offline proves the tarballs alone are enough.
 function cleanEnv(path: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  return { PATH: path, HOME: process.env.HOME ?? '/root', TMPDIR: tmpdir(), ...extra };
+  return {
+    PATH: path, HOME: process.env.HOME ?? '/root', TMPDIR: tmpdir(),
+    npm_config_cache: join(work, 'npm-cache'), ...extra,
+  };
 }
 
 const noCompilerEnv = (extra: Record<string, string> = {}) => cleanEnv(noCompilerBin, extra);
