@@ -313,7 +313,9 @@ export class LoadBalancer {
     this.closed = false;
     const base = index * 16;
     this.v4 = { server: `203.0.113.${base + 1}`, balancer: `203.0.113.${base + 2}`, craftNet: `203.0.113.${base + 8}/29`, craftFirst: base + 9 };
-    this.v6 = { server: `${V6_PREFIX}:${index}::1`, balancer: `${V6_PREFIX}:${index}::2`, craftNet: `${V6_PREFIX}:${index}:1::/80` };
+    // canonical (RFC 5952) forms: what remoteAddress and tcpdump print
+    const v6 = (a) => new URL(`http://[${a}]`).hostname.slice(1, -1);
+    this.v6 = { server: v6(`${V6_PREFIX}:${index}::1`), balancer: v6(`${V6_PREFIX}:${index}::2`), craftNet: `${V6_PREFIX}:${index}:1::/80` };
     this.tun = null;
   }
 
@@ -329,7 +331,7 @@ export class LoadBalancer {
 
   /** Source addresses the crafter may use (all routed to the TUN). */
   craftAddresses(family = 4) {
-    if (family === 6 || family === 'IPv6') return [1, 2, 3, 4, 5, 6].map((n) => `${V6_PREFIX}:${this.index}:1::${n}`);
+    if (family === 6 || family === 'IPv6') return [1, 2, 3, 4, 5, 6].map((n) => new URL(`http://[${V6_PREFIX}:${this.index}:1::${n}]`).hostname.slice(1, -1));
     return [0, 1, 2, 3, 4, 5].map((n) => `203.0.113.${this.v4.craftFirst + n}`);
   }
 

@@ -1,0 +1,181 @@
+// Boots one Debian kernel under QEMU (TCG) with the host's root file system
+// shared read-only over 9p (plus a tmpfs overlay and chroot), runs the kernel
+// test suite inside, and brings back the vitest JSON report, the console and
+// the kernel log through a second, writable 9p share.
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { HarnessError, cacheRoot, projectRoot, sh } from './kernels.mjs';
+
+/** Signs of a kernel in trouble, in the console or dmesg. */
+export const KERNEL_TROUBLE = /\b(Oops|BUG:|Kernel panic|Call Trace:|WARNING: CPU|general protection fault|KASAN|UBSAN|refcount_t:|list_(add|del) corruption|soft lockup|hung_task|RCU stall|rcu_sched self-detected)/;
+
+// Modules the initramfs needs before it can reach the host root. Whatever
+// is built in (virtio_pci on 6.12, for example) is simply not listed.
+const INITRAMFS_MODULES = ['virtio_pci', '9pnet_virtio', '9p', 'overlay'];
+
+const INIT = `#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+fail() { echo "TOA-GUEST-FAIL $*"; sync; poweroff -f; }
+for m in $(cat /mods/order); do insmod /mods/$m || fail "insmod $m"; done
+mkdir -p /lower /results /upper /newroot
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /lower || fail "mount host root"
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /results || fail "mount results"
+mount -t tmpfs -o size=1g tmpfs /upper && mkdir -p /upper/u /upper/w
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot || fail "overlay"
+mount -t proc proc /newroot/proc
+mount -t sysfs sys /newroot/sys
+mount -t devtmpfs dev /newroot/dev
+mkdir -p /newroot/dev/pts /newroot/dev/shm && mount -t devpts devpts /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm
+mount -t tmpfs tmpfs /newroot/run
+mount -t tmpfs tmpfs /newroot/tmp
+mount -t cgroup2 none /newroot/sys/fs/cgroup || fail "cgroup2"
+mount -t bpf bpf /newroot/sys/fs/bpf || fail "bpffs"
+mount -t debugfs none /newroot/sys/kernel/debug 2>/dev/null
+mount -t tracefs none /newroot/sys/kernel/tracing 2>/dev/null
+mkdir -p /newroot/mnt/results && mount --bind /results /newroot/mnt/results
+. /results/boot.env
+mkdir -p /newroot/lib/modules/$KVER && mount --bind /newroot$MODDIR /newroot/lib/modules/$KVER || fail "modules bind"
+echo "TOA-GUEST-START $(cut -d' ' -f1 /proc/uptime)"
+chroot /newroot /bin/bash /mnt/results/job.sh
+echo "TOA-GUEST-END $(cut -d' ' -f1 /proc/uptime)"
+sync
+poweroff -f
+`;
+
+function decompressTo(src, dst) {
+  if (src.endsWith('.xz')) fs.writeFileSync(dst, sh('xz', ['-dc', src], { encoding: 'buffer' }).stdout);
+  else if (src.endsWith('.zst')) sh('zstd', ['-q', '-d', '-f', src, '-o', dst]);
+  else if (src.endsWith('.gz')) fs.writeFileSync(dst, sh('gzip', ['-dc', src]).stdout);
+  else fs.copyFileSync(src, dst);
+}
+
+/** Busybox + the 9p/overlay modules of this kernel (decompressed: busybox insmod cannot). */
+export function buildInitramfs(k) {
+  const busybox = '/bin/busybox';
+  if (!fs.existsSync(busybox)) throw new HarnessError('ENOPREREQ', 'busybox-static is not installed (/bin/busybox)');
+  const deps = [];
+  for (const m of INITRAMFS_MODULES) {
+    const out = sh('modprobe', ['-d', k.modBase, '-S', k.kver, '--show-depends', m]).stdout;
+    for (const line of out.split('\n')) {
+      const mm = /^insmod (\S+)/.exec(line);
+      if (mm && !deps.includes(mm[1])) deps.push(mm[1]);
+    }
+  }
+  const hash = createHash('sha256').update(INIT).update(deps.join('\n')).digest('hex').slice(0, 12);
+  const out = path.join(cacheRoot, 'guest', `initramfs-${k.kver}-${hash}.cpio.gz`);
+  if (fs.existsSync(out)) return out;
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'toa-initramfs-'));
+  try {
+    for (const d of ['bin', 'mods', 'proc', 'sys', 'dev']) fs.mkdirSync(path.join(tmp, d));
+    fs.copyFileSync(busybox, path.join(tmp, 'bin/busybox'));
+    fs.chmodSync(path.join(tmp, 'bin/busybox'), 0o755);
+    const names = deps.map((d) => {
+      const name = path.basename(d).replace(/\.(xz|zst|gz)$/, '');
+      decompressTo(d, path.join(tmp, 'mods', name));
+      return name;
+    });
+    fs.writeFileSync(path.join(tmp, 'mods/order'), names.join('\n') + '\n');
+    fs.writeFileSync(path.join(tmp, 'init'), INIT, { mode: 0o755 });
+    fs.mkdirSync(path.dirname(out), { recursive: true });
+    const list = sh('find', ['.'], { cwd: tmp }).stdout;
+    const cpio = sh('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: tmp, input: list, encoding: 'buffer' }).stdout;
+    const gz = sh('gzip', ['-1'], { input: cpio, encoding: 'buffer' }).stdout;
+    fs.writeFileSync(`${out}.tmp`, gz);
+    fs.renameSync(`${out}.tmp`, out);
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return out;
+}
+
+function shellQuote(s) {
+  return `'${String(s).replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Writes the job the guest runs in the chroot: kernel modules the tests
+ * need, then vitest on the kernel suite with a JSON report into the share.
+ */
+function writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS }) {
+  const exports = Object.entries(env).map(([n, v]) => `export ${n}=${shellQuote(v)}`).join('\n');
+  fs.writeFileSync(path.join(resultsDir, 'boot.env'), `KVER=${shellQuote(k.kver)}\nMODDIR=${shellQuote(k.modDir)}\n`);
+  fs.writeFileSync(path.join(resultsDir, 'job.sh'), `set -u
+export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
+${exports}
+R=/mnt/results
+ip link set lo up
+# prerequisites of the LB emulator and the kernel tests: missing ones fail the run
+for m in tun veth; do
+  modprobe $m || { echo "TOA-GUEST-FAIL modprobe $m"; echo 97 > $R/rc; dmesg > $R/dmesg.txt; exit 0; }
+done
+cd ${shellQuote(projectRoot)}
+echo "guest: kernel $(uname -r), node $(node --version), $(nproc) cpus"
+timeout -k 10 ${innerTimeoutS} node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts \\
+  --reporter=default --reporter=json --outputFile.json=$R/vitest.json ${vitestArgs.map(shellQuote).join(' ')}
+echo $? > $R/rc
+dmesg > $R/dmesg.txt
+`);
+}
+
+/**
+ * Boots `k` and runs the suite. Resolves with the raw outcome; the matrix
+ * turns it into pass/fail. `onConsole` receives the guest console line by line.
+ */
+export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [], innerTimeoutS = 480, bootTimeoutS = 150, memMb = 2048, cpus = 2, onConsole = () => {} }) {
+  fs.rmSync(resultsDir, { recursive: true, force: true });
+  fs.mkdirSync(resultsDir, { recursive: true });
+  writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS });
+  const args = [
+    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(cpus), '-m', String(memMb),
+    '-nographic', '-no-reboot', '-nic', 'none',
+    '-kernel', k.vmlinuz, '-initrd', initramfs,
+    '-append', 'console=ttyS0 panic=-1 oops=panic loglevel=5',
+    '-virtfs', 'local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap',
+    '-virtfs', `local,path=${resultsDir},mount_tag=results,security_model=none`,
+  ];
+  const consoleFile = fs.openSync(path.join(resultsDir, 'console.log'), 'w');
+  const t0 = Date.now();
+  const outcome = { startedAt: new Date(t0).toISOString(), bootMs: null, testMs: null, wallMs: null, timedOut: false, exit: null };
+  const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const outerMs = (innerTimeoutS + bootTimeoutS) * 1000;
+  const killer = setTimeout(() => { outcome.timedOut = true; proc.kill('SIGKILL'); }, outerMs);
+  let partial = '';
+  let guestStart = null;
+  const onData = (d) => {
+    fs.writeSync(consoleFile, d);
+    partial += d.toString('utf8');
+    const lines = partial.split(/\r?\n/);
+    partial = lines.pop();
+    for (const line of lines) {
+      const m = /TOA-GUEST-START/.exec(line);
+      if (m && outcome.bootMs === null) {
+        guestStart = Date.now();
+        outcome.bootMs = guestStart - t0;
+      }
+      if (/TOA-GUEST-END/.test(line) && guestStart) outcome.testMs = Date.now() - guestStart;
+      onConsole(line);
+    }
+  };
+  proc.stdout.on('data', onData);
+  proc.stderr.on('data', onData);
+  // boot must reach the chroot within bootTimeoutS even if tests may take longer
+  const bootKiller = setTimeout(() => {
+    if (outcome.bootMs === null) { outcome.timedOut = true; proc.kill('SIGKILL'); }
+  }, bootTimeoutS * 1000);
+  outcome.exit = await new Promise((resolve, reject) => {
+    proc.on('error', (e) => reject(new HarnessError('ENOPREREQ', `qemu-system-x86_64: ${e.message}`)));
+    proc.on('exit', (code, sig) => resolve(sig ?? code));
+  });
+  clearTimeout(killer);
+  clearTimeout(bootKiller);
+  if (partial) onConsole(partial);
+  fs.closeSync(consoleFile);
+  outcome.wallMs = Date.now() - t0;
+  return outcome;
+}

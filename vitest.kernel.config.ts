@@ -1,0 +1,17 @@
+import { defineConfig } from 'vitest/config';
+
+// Kernel suite: runs as root *inside* QEMU guests booting Debian kernels
+// (test/support/guest/matrix.mjs, `npm run test:kernel`), one file at a time:
+// the files load and unload kernel modules and share the guest's 2 CPUs,
+// and everything runs under TCG, hence the generous timeouts.
+export default defineConfig({
+  test: {
+    include: ['test/kernel/**/*.test.ts'],
+    pool: 'forks',
+    fileParallelism: false,
+    maxWorkers: 1,
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
+    teardownTimeout: 60_000,
+  },
+});
