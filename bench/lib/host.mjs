@@ -1,0 +1,253 @@
+// The host half of the bench: P1 and P2 (the addon), and the eBPF halves of
+// P3 (kernel cost) and P4 (memory). The eBPF backend is attached only to
+// cgroups made here, and every process whose sockets it should see is
+// started inside one of them.
+import path from 'node:path';
+import {
+  BenchError, LineProc, attachBackend, attachClientOption, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
+} from './sys.mjs';
+import { abOrder, ratios, summary } from './stats.mjs';
+
+/**
+ * cgroups: `toa` (backend attached), `plain` (nothing), `cli4` / `cli6`
+ * (load generators whose segments carry an IPv4 / IPv6 TOA option).
+ */
+export async function hostEnv(tools) {
+  const bpffs = makeBpffs();
+  const cg = {
+    toa: makeCgroup('srv-toa'),
+    plain: makeCgroup('srv-plain'),
+    cli4: makeCgroup('cli4'),
+    cli6: makeCgroup('cli6'),
+  };
+  const backend = await attachBackend(cg.toa, bpffs);
+  attachClientOption(cg.cli4, tools.client4, bpffs, 'v4');
+  attachClientOption(cg.cli6, tools.client6, bpffs, 'v6');
+  return { bpffs, cg, backend, tools };
+}
+
+function inCgroup(cgroup, cmd, args) {
+  return sh('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, cmd, ...args]);
+}
+
+// ---------------------------------------------------------------- P1
+
+async function runP1Child(mode, rounds, k, cgroup) {
+  const child = new LineProc(process.execPath, [path.join(root, 'bench', 'p1-addon.mjs'), mode, String(rounds), String(k)], { cgroup });
+  const rows = [];
+  for (;;) {
+    const line = await child.line(120000);
+    const msg = JSON.parse(line);
+    if (msg.error) throw new BenchError('EP1', `${mode}: ${msg.error}`);
+    if (msg.done) break;
+    rows.push(msg);
+  }
+  await child.stop();
+  return rows;
+}
+
+function p1Figures(rows, provider) {
+  const col = (kind, name) => rows.map((r) => r[kind][name]);
+  const firstRemote = col('first', 'remote');
+  const cachedRemote = col('cached', 'remote');
+  return {
+    firstRemoteNs: summary(firstRemote),
+    firstLookupNs: summary(col('first', 'lookup')),
+    firstRealNs: summary(col('first', 'real')),
+    firstLookupRatio: summary(ratios(col('first', 'lookup'), firstRemote)),
+    firstRealRatio: summary(ratios(col('first', 'real'), firstRemote)),
+    cachedRemoteNs: summary(cachedRemote),
+    cachedRealNs: summary(col('cached', 'real')),
+    cachedLookupNs: summary(col('cached', 'lookup')),
+    cachedRealRatio: summary(ratios(col('cached', 'real'), cachedRemote)),
+    provider,
+    rounds: rows.length,
+  };
+}
+
+export async function p1Plain({ rounds, k }) {
+  return p1Figures(await runP1Child('plain', rounds, k), 'none');
+}
+
+export async function p1Bpf(env, { rounds, k }) {
+  return p1Figures(await runP1Child('lb', rounds, k, env.cg.toa), 'eBPF backend, IPv4 TOA kind 200 from the LB emulator');
+}
+
+/** With a kernel-wide provider (the module) already loaded: no cgroup needed. */
+export async function p1Kmod({ rounds, k }) {
+  return p1Figures(await runP1Child('lb', rounds, k), 'kernel module, IPv4 TOA kind 200 from the LB emulator');
+}
+
+// ---------------------------------------------------------------- P2
+
+async function startP2Server(variant, cgroup) {
+  const p = new LineProc(process.execPath, [path.join(root, 'bench', 'p2-server.mjs'), variant], { cgroup });
+  const port = Number((await p.line(20000)).split(' ')[1]);
+  return { p, port };
+}
+
+function loadgen(tools, port, ms, conc, cgroup) {
+  const args = ['loadgen', '127.0.0.1', String(port), String(conc), String(ms)];
+  const out = cgroup ? inCgroup(cgroup, tools.probe, args) : sh(tools.probe, args);
+  const m = /conns (\d+) failed (\d+) ms ([\d.]+)/.exec(out);
+  if (!m) throw new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`);
+  return Number(m[1]) / (Number(m[3]) / 1000);
+}
+
+/**
+ * Accept rate of the same server with and without node-toa, rounds
+ * alternating ABBA. With `env`, both servers run under the eBPF backend and
+ * every connection carries an IPv4 TOA option.
+ */
+export async function p2(tools, { rounds, ms, conc, env }) {
+  const srvCg = env?.cg.toa;
+  const cliCg = env?.cg.cli4;
+  const a = await startP2Server('plain', srvCg);
+  const b = await startP2Server('toa', srvCg);
+  try {
+    loadgen(tools, a.port, 300, conc, cliCg); // warm-up: JIT, accept queue
+    loadgen(tools, b.port, 300, conc, cliCg);
+    const rate = { a: [], b: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const side of abOrder(r)) rate[side].push(loadgen(tools, (side === 'a' ? a : b).port, ms, conc, cliCg));
+    }
+    const stats = {};
+    for (const [name, s] of [['plain', a], ['toa', b]]) {
+      stats[name] = JSON.parse(await s.p.ask('stats'));
+      if (stats[name].missing) throw new BenchError('EP2', `${name} server read no address on ${stats[name].missing} connections`);
+    }
+    return {
+      plainRate: summary(rate.a),
+      toaRate: summary(rate.b),
+      ratio: summary(ratios(rate.b, rate.a)),
+      accepted: stats,
+      provider: env ? 'eBPF backend (host), IPv4 TOA on every connection' : 'none',
+    };
+  } finally {
+    await a.p.stop();
+    await b.p.stop();
+  }
+}
+
+// ---------------------------------------------------------------- P3 (eBPF, host)
+
+/** Connection setup rate: a C accept-and-close loop under the backend vs not. */
+export async function p3SetupBpf(env, { rounds, ms, conc }) {
+  const { tools, cg } = env;
+  const start = async (cgroup) => {
+    const p = new LineProc(tools.probe, ['acceptor', '0'], { cgroup });
+    return { p, port: Number((await p.line(10000)).split(' ')[1]) };
+  };
+  const a = await start(cg.plain);
+  const b = await start(cg.toa);
+  try {
+    const before = await env.backend.counters();
+    loadgen(tools, a.port, 200, conc, cg.cli4);
+    loadgen(tools, b.port, 200, conc, cg.cli4);
+    const rate = { a: [], b: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const side of abOrder(r)) rate[side].push(loadgen(tools, (side === 'a' ? a : b).port, ms, conc, cg.cli4));
+    }
+    const after = await env.backend.counters();
+    const parsed = after.syn_recv_sock_toa - before.syn_recv_sock_toa;
+    if (parsed <= 0) throw new BenchError('EP3', 'the backend decoded no TOA option during the setup-rate run');
+    return {
+      plainRate: summary(rate.a),
+      toaRate: summary(rate.b),
+      ratio: summary(ratios(rate.b, rate.a)),
+      optionsDecoded: parsed,
+    };
+  } finally {
+    await a.p.stop();
+    await b.p.stop();
+  }
+}
+
+/** getpeername cost in C on held connections, under the backend vs not. */
+export async function p3PeernameBpf(env, { rounds, conns, iters }) {
+  const { tools, cg } = env;
+  const out = {};
+  for (const [label, cliCg] of [['toa', cg.cli4], ['noToa', null]]) {
+    const servers = {};
+    const holders = [];
+    for (const side of ['plain', 'toa']) {
+      const p = new LineProc(tools.probe, ['peercost', '0'], { cgroup: cg[side] });
+      const port = Number((await p.line(10000)).split(' ')[1]);
+      const h = new LineProc(tools.probe, ['hold', '127.0.0.1', String(port), String(conns)], { cgroup: cliCg ?? undefined });
+      holders.push(h);
+      await p.ask(`accept ${conns}`, 30000);
+      await h.line(30000);
+      servers[side] = p;
+    }
+    const peer = (await servers.toa.ask('peer 0')).split(' ')[1];
+    const expectToa = label === 'toa';
+    if (expectToa !== peer.startsWith('::ffff:192.0.2.')) {
+      throw new BenchError('EP3', `${label}: getpeername under the backend says ${peer}`);
+    }
+    // getpeername (what remoteAddress costs) and node-toa's getsockopt
+    // query (what lookup() costs), each side in turn
+    const ns = { plain: [], toa: [], plainInfo: [], toaInfo: [] };
+    await servers.plain.ask(`measure ${iters}`);
+    await servers.toa.ask(`measure ${iters}`);
+    for (let r = 0; r < rounds; r++) {
+      for (const side of abOrder(r)) {
+        const name = side === 'a' ? 'plain' : 'toa';
+        ns[name].push(Number((await servers[name].ask(`measure ${iters}`)).split(' ')[1]));
+        ns[`${name}Info`].push(Number((await servers[name].ask(`info ${iters}`)).split(' ')[1]));
+      }
+    }
+    for (const h of holders) await h.stop();
+    for (const s of Object.values(servers)) await s.stop();
+    out[label] = {
+      plainNs: summary(ns.plain),
+      toaNs: summary(ns.toa),
+      ratio: summary(ratios(ns.toa, ns.plain)),
+      infoFailNs: summary(ns.plainInfo),
+      infoNs: summary(ns.toaInfo),
+      infoVsPeername: summary(ratios(ns.toaInfo, ns.toa)),
+      peer,
+    };
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- P4 (eBPF, host)
+
+/**
+ * Slab bytes per held connection under the backend minus the same without
+ * it, for IPv4 TOA, IPv6 TOA and no TOA. Other tenants of this machine move
+ * the slab totals too: rounds alternate and the median is reported.
+ */
+export async function p4Bpf(env, { rounds, conns }) {
+  const { tools, cg } = env;
+  const hold = async (srvCg, cliCg) => {
+    const p = new LineProc(tools.probe, ['peercost', '0'], { cgroup: srvCg });
+    const port = Number((await p.line(10000)).split(' ')[1]);
+    await sleep(50);
+    const before = slabBytes().total;
+    const h = new LineProc(tools.probe, ['hold', '127.0.0.1', String(port), String(conns)], { cgroup: cliCg ?? undefined });
+    await p.ask(`accept ${conns}`, 30000);
+    await h.line(30000);
+    await sleep(50);
+    const after = slabBytes().total;
+    await h.stop();
+    await p.stop();
+    return (after - before) / conns;
+  };
+  const out = {};
+  for (const [label, cliCg] of [['ipv4', cg.cli4], ['ipv6', cg.cli6], ['none', null]]) {
+    const per = { plain: [], toa: [] };
+    for (let r = 0; r < rounds; r++) {
+      for (const side of abOrder(r)) {
+        const name = side === 'a' ? 'plain' : 'toa';
+        per[name].push(await hold(cg[name], cliCg));
+      }
+    }
+    out[label] = {
+      bytesPerConn: summary(per.toa.map((x, i) => x - per.plain[i])),
+      plainSlabPerConn: summary(per.plain),
+      toaSlabPerConn: summary(per.toa),
+    };
+  }
+  return out;
+}

@@ -1,0 +1,182 @@
+// npm run bench: side-by-side ratios for node-toa's performance targets.
+//
+//   P1 addon   first / cached address read vs Node's remoteAddress
+//   P2 server  accepted connections per second with vs without node-toa
+//   P3 kernel  setup rate and getpeername cost, provider vs none
+//   P4 memory  kernel bytes per connection (IPv4 TOA, IPv6 TOA, none)
+//
+// Host: no provider, and the eBPF backend attached to cgroups made here.
+// Guest (QEMU, one at a time): the kernel module, and the eBPF backend again
+// on the same kernel. Bounded: a watchdog ends the run at 10 minutes and
+// every process, cgroup, BPF attachment and guest started here is stopped.
+//
+//   node bench/run.mjs [--quick] [--no-guest]
+//   --quick     fewer rounds (a smoke run, not for the README)
+//   --no-guest  host sections only (the table then says what was not measured)
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildTools, checkBuilt, cleanupAll, root } from './lib/sys.mjs';
+import * as host from './lib/host.mjs';
+import { guestBench } from './lib/guest.mjs';
+import { markdown, status, terminal } from './lib/report.mjs';
+
+const args = new Set(process.argv.slice(2));
+const QUICK = args.has('--quick');
+const GUEST = !args.has('--no-guest');
+const HARD_LIMIT_MS = 10 * 60 * 1000;
+const T0 = Date.now();
+const elapsed = () => Date.now() - T0;
+const log = (msg) => process.stderr.write(`[bench ${(elapsed() / 1000).toFixed(0).padStart(3)}s] ${msg}\n`);
+
+const results = {
+  meta: {
+    date: new Date().toISOString(),
+    host: os.hostname(),
+    cpus: os.cpus().length,
+    kernel: os.release(),
+    node: process.version,
+    quick: QUICK,
+  },
+  sections: {},
+  errors: {},
+};
+
+const watchdog = setTimeout(() => {
+  log('10-minute limit reached: stopping everything, writing what was measured');
+  results.errors.watchdog = 'run stopped at the 10-minute limit';
+  finish(1);
+}, HARD_LIMIT_MS - 15000);
+
+/** Runs one section unless the budget cannot fit it; failures are recorded, not fatal. */
+async function section(name, estimateMs, fn) {
+  if (elapsed() + estimateMs > HARD_LIMIT_MS - 30000) {
+    results.errors[name] = `skipped: ${Math.round(estimateMs / 1000)} s left no room in the 10-minute budget`;
+    log(`${name}: skipped (budget)`);
+    return;
+  }
+  log(`${name} ...`);
+  const t = Date.now();
+  try {
+    results.sections[name] = await fn();
+    log(`${name}: done in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+  } catch (e) {
+    results.errors[name] = e.message;
+    log(`${name}: FAILED: ${e.message}`);
+  }
+}
+
+const R = (n) => (QUICK ? Math.max(3, n >> 2) : n);
+
+function rows() {
+  const s = results.sections;
+  const e = results.errors;
+  const out = [];
+  const add = (id, label, provider, secName, pick, unit, target) => {
+    const sec = s[secName];
+    const value = sec ? pick(sec) : undefined;
+    const why = e[secName] ?? (sec?.errors && Object.keys(sec.errors).length
+      ? Object.entries(sec.errors).map(([k, v]) => `${k}: ${v}`).join('; ') : 'not run');
+    out.push({ id, label, provider, unit, target, value, skipped: value ? undefined : why });
+  };
+  const le = (value, text) => ({ op: '<=', value, text });
+  const ge = (value, text) => ({ op: '>=', value, text });
+  const p1 = [['p1-none', 'none (host)'], ['p1-bpf', 'eBPF (host)'], ['p1-kmod', 'kmod (guest 6.12)']];
+  for (const [name, prov] of p1) {
+    add('P1', 'first lookup() / first remoteAddress', prov, name, (x) => x.firstLookupRatio, 'x', le(1.3));
+    add('P1', 'first realRemoteAddress / first remoteAddress', prov, name, (x) => x.firstRealRatio, 'x', le(1.3));
+    add('P1', 'cached realRemoteAddress read', prov, name, (x) => x.cachedRealNs, 'ns', le(50));
+    add('P1', 'cached realRemoteAddress / cached remoteAddress', prov, name, (x) => x.cachedRealRatio, 'x');
+  }
+  add('P2', 'accepts/s with node-toa / without', 'none (host)', 'p2-none', (x) => x.ratio, 'x', ge(0.97));
+  add('P2', 'accepts/s with node-toa / without', 'eBPF (host), IPv4 TOA', 'p2-bpf', (x) => x.ratio, 'x', ge(0.97));
+  const p3 = [['bpf-host', 'eBPF vs none (host)'], ['bpf-guest', 'eBPF vs none (guest 6.12)'], ['kmod', 'kmod vs none (guest 6.12)']];
+  for (const [k, prov] of p3) {
+    const setup = k === 'bpf-host' ? 'p3-setup-bpf' : `guest`;
+    const pn = k === 'bpf-host' ? 'p3-peername-bpf' : 'guest';
+    const g = (f) => (x) => (k === 'bpf-host' ? f(x) : x[k] && f(x[k]));
+    add('P3', 'connection setup rate, TOA present', prov, setup, g((x) => (x.setup ?? x).ratio), 'x', ge(0.97));
+    add('P3', 'getpeername cost, TOA present', prov, pn, g((x) => (x.peername ?? x).toa?.ratio), 'x', le(1.15));
+    add('P3', 'getpeername cost, no TOA', prov, pn, g((x) => (x.peername ?? x).noToa?.ratio), 'x', le(1.15));
+  }
+  const p4 = [
+    ['kmod (guest 6.12)', 'guest', (x) => x.memory],
+    ['eBPF (host)', 'p4-bpf', (x) => x],
+    ['eBPF (guest 6.12)', 'guest', (x) => x['bpf-guest']?.memory],
+  ];
+  for (const [prov, secName, mem] of p4) {
+    const pick = (fam) => (x) => mem(x)?.[fam]?.bytesPerConn;
+    add('P4', 'kernel bytes/connection, IPv4 TOA', prov, secName, pick('ipv4'), 'B', le(64));
+    add('P4', 'kernel bytes/connection, IPv6 TOA', prov, secName, pick('ipv6'), 'B', le(64));
+    add('P4', 'kernel bytes/connection, no TOA', prov, secName, pick('none'), 'B', le(0, '0 B'));
+  }
+  return out;
+}
+
+let finished = false;
+function finish(code) {
+  if (finished) return;
+  finished = true;
+  clearTimeout(watchdog);
+  cleanupAll();
+  results.meta.runSeconds = Math.round(elapsed() / 1000);
+  const table = rows();
+  results.table = table.map((r) => ({ ...r, status: status(r) }));
+  const dir = path.join(root, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  const md = markdown(table, results.meta);
+  if (!QUICK) fs.writeFileSync(path.join(dir, 'README-table.md'), md);
+  process.stdout.write(`\n${terminal(table)}\n\n${md.split('\n').filter((l) => !l.startsWith('|')).join('\n').trim()}\n`);
+  const errs = Object.entries(results.errors);
+  if (errs.length) {
+    process.stdout.write(`\nNot measured:\n${errs.map(([k, v]) => `  ${k}: ${v}`).join('\n')}\n`);
+  }
+  process.stdout.write(`\nrun time ${results.meta.runSeconds} s; JSON in bench/results/latest.json` +
+    `${QUICK ? ' (--quick: README table not written)' : ', Markdown in bench/results/README-table.md'}\n`);
+  process.exit(code ?? (errs.length ? 1 : 0));
+}
+
+async function main() {
+  checkBuilt();
+  if (process.getuid?.() !== 0) {
+    throw new Error('npm run bench needs root: the providers need BPF, cgroups, network namespaces and QEMU');
+  }
+  const tools = buildTools();
+  results.meta.tools = tools;
+
+  await section('p1-none', 30000, () => host.p1Plain({ rounds: R(12), k: 200 }));
+  await section('p2-none', 40000, () => host.p2(tools, { rounds: R(10), ms: 1000, conc: 16 }));
+
+  let env;
+  await section('host-bpf-setup', 10000, async () => {
+    env = await host.hostEnv(tools);
+    return { cgroups: env.cg };
+  });
+  if (env) {
+    await section('p1-bpf', 40000, () => host.p1Bpf(env, { rounds: R(10), k: 150 }));
+    await section('p2-bpf', 40000, () => host.p2(tools, { rounds: R(10), ms: 1000, conc: 16, env }));
+    await section('p3-setup-bpf', 40000, () => host.p3SetupBpf(env, { rounds: R(12), ms: 700, conc: 16 }));
+    await section('p3-peername-bpf', 30000, () => host.p3PeernameBpf(env, { rounds: R(10), conns: 200, iters: 200000 }));
+    await section('p4-bpf', 40000, () => host.p4Bpf(env, { rounds: R(6), conns: 3000 }));
+    results.sections['host-bpf-counters'] = await env.backend.counters().catch((e) => ({ error: e.message }));
+    await env.backend.detach();
+  }
+  if (GUEST) {
+    await section('guest', 240000, () => guestBench(tools, { quick: QUICK, log, deadlineMs: HARD_LIMIT_MS - 45000 - elapsed() }));
+    if (results.sections.guest?.kernel) results.meta.guest = results.sections.guest.kernel;
+    for (const k of ['p1-kmod']) {
+      if (results.sections.guest?.[k]) results.sections[k] = results.sections.guest[k];
+      else results.errors[k] = results.errors.guest ?? results.sections.guest?.errors?.[k] ?? 'guest run produced no figure';
+    }
+  } else {
+    results.errors.guest = 'skipped (--no-guest)';
+    results.errors['p1-kmod'] = 'skipped (--no-guest)';
+  }
+}
+
+main().then(() => finish(), (e) => {
+  results.errors.main = e.message;
+  log(`FAILED: ${e.message}`);
+  finish(1);
+});
