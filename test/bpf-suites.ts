@@ -2,7 +2,6 @@
 // this machine's kernel) and the guest tests (test/kernel/bpf-*.test.ts, the
 // Debian kernel matrix). Each suite attaches only to a cgroup it creates.
 import net from 'node:net';
-import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
 import { once } from 'node:events';
@@ -14,7 +13,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createLoadBalancer, ipv6Bytes, toaOption } from './support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4, CLIENT_V6 } from './spec/behaviour';
 import { hostileOptions, parseOptions, rng, type Kinds } from './spec/options';
-import { Sandbox, bpfBackend, bpfObject, requireRoot } from './bpf-support';
+import { Sandbox, bpfBackend, bpfErrno, bpfObject, kernelAtLeast, requireRoot } from './bpf-support';
 import { Probe, decodeInfo, decodeNat64, type Answer } from './bpf-probe';
 import { runBpfCommand, type Counters } from '../src/bpf/index';
 import { getToaInfo } from '../src/index';
@@ -25,20 +24,6 @@ const F_PRESENT = 1;
 const F_NAT64 = 2;
 const F_TRUSTED = 4;
 const F_UNTRUSTED = 8;
-
-export function kernelAtLeast(major: number, minor: number): boolean {
-  const [ma, mi] = os.release().split('.').map((x) => parseInt(x, 10));
-  return ma > major || (ma === major && mi >= minor);
-}
-
-/**
- * Before 5.18 a cgroup getsockopt program can only clear the error or cause
- * EFAULT (bpf/toa.bpf.c, sockopt_fail): EINVAL and ENOTCONN stay the
- * kernel's own ENOPROTOOPT there.
- */
-export function bpfErrno(code: string): string {
-  return kernelAtLeast(5, 18) || code === 'EFAULT' ? code : 'ENOPROTOOPT';
-}
 
 export function counterDelta(a: Counters, b: Counters): Counters {
   return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - a[k as keyof Counters]])) as Counters;

@@ -39,6 +39,20 @@ export function moveTo(cgroup: string, pid = process.pid): void {
   fs.writeFileSync(path.join(cgroup, 'cgroup.procs'), `${pid}\n`);
 }
 
+export function kernelAtLeast(major: number, minor: number): boolean {
+  const [ma, mi] = os.release().split('.').map((x) => parseInt(x, 10));
+  return ma > major || (ma === major && mi >= minor);
+}
+
+/**
+ * Before 5.18 a cgroup getsockopt program can only clear the error or cause
+ * EFAULT (bpf/toa.bpf.c, sockopt_fail): EINVAL and ENOTCONN stay the
+ * kernel's own ENOPROTOOPT there.
+ */
+export function bpfErrno(code: string): string {
+  return kernelAtLeast(5, 18) || code === 'EFAULT' ? code : 'ENOPROTOOPT';
+}
+
 /** A scratch cgroup + private bpffs; everything removed by cleanup(). */
 export class Sandbox {
   readonly cgroup: string;
@@ -98,6 +112,7 @@ export function bpfBackend(tag: string): Backend & { sandbox(): Sandbox } {
   let home: string | undefined;
   return {
     name: 'eBPF',
+    errno: bpfErrno,
     sandbox() {
       if (!box) throw new Error('backend not enabled');
       return box;
