@@ -15,6 +15,7 @@
 #include <linux/list_bl.h>
 #include <linux/rculist_bl.h>
 #include <linux/seq_file.h>
+#include <linux/seq_file_net.h>
 #include <linux/vmalloc.h>
 #include <linux/mm.h>
 #include <net/sock.h>
@@ -157,7 +158,7 @@ unsigned int toa_table_count(void)
 
 void toa_table_show(struct seq_file *seq)
 {
-	struct net *net = seq_file_net(seq);
+	struct net *net = seq_file_single_net(seq);
 	unsigned int i;
 
 	seq_puts(seq, "local remote client kind flags\n");

@@ -57,6 +57,7 @@ describe('per-connection memory', () => {
   }, 60000);
 
   afterAll(async () => {
+    for (const s of hold ?? []) s.destroy();
     await new Promise<void>((r) => server?.close(() => r()));
     await lb?.close();
     if (loaded()) rmmod();
@@ -88,26 +89,29 @@ describe('per-connection memory', () => {
   }, 300_000);
 
   it('measures the cost of a TOA connection', async () => {
-    hold = [];
+    const held: net.Socket[] = [];
+    hold = held;
     const before = stats();
     const OPEN = 500;
-    const conns = [];
-    for (let i = 0; i < OPEN; i++) {
-      conns.push(await lb.connect({ port, family: 4, toa: { kind: 253, address: CLIENT_V6, port: 2000 + i } }));
-    }
-    expect(await until(() => hold!.length === OPEN, 20000)).toBe(true);
-    const d = delta(before, stats());
-    expect(d.entry_alloc).toBe(OPEN);
-    expect(stats().table_entries).toBe(OPEN);
-    expect(tableEntries().length).toBe(OPEN);
-    const size = slabObjectSize();
-    console.log(`memory: toa_entry object_size ${size} B per TOA connection (${OPEN} open: ${stats().table_entries} entries)`);
-    expect(size).toBeLessThanOrEqual(64);
-    for (const s of hold!) s.end('ok\n');
-    hold = null;
-    for (const c of conns) {
-      await c.recvAll();
-      await c.close();
+    const conns: Array<{ recvAll(): Promise<Buffer>; close(): Promise<void> }> = [];
+    try {
+      for (let i = 0; i < OPEN; i++) {
+        conns.push(await lb.connect({ port, family: 4, toa: { kind: 253, address: CLIENT_V6, port: 2000 + i } }));
+      }
+      expect(await until(() => held.length === OPEN, 20000)).toBe(true);
+      expect(delta(before, stats()).entry_alloc).toBe(OPEN);
+      expect(stats().table_entries).toBe(OPEN);
+      expect(tableEntries().length).toBe(OPEN);
+      const size = slabObjectSize();
+      console.log(`memory: toa_entry object_size ${size} B per TOA connection (${OPEN} open: ${stats().table_entries} entries)`);
+      expect(size).toBeLessThanOrEqual(64);
+    } finally {
+      hold = null;
+      for (const s of held) s.end('ok\n');
+      for (const c of conns) {
+        await c.recvAll().catch(() => undefined);
+        await c.close().catch(() => undefined);
+      }
     }
   }, 300_000);
 
