@@ -143,6 +143,13 @@ export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [],
   const t0 = Date.now();
   const outcome = { startedAt: new Date(t0).toISOString(), bootMs: null, testMs: null, wallMs: null, timedOut: false, exit: null };
   const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // an interrupted matrix must not leave a guest running
+  const onSignal = (sig) => {
+    proc.kill('SIGKILL');
+    process.exit(sig === 'SIGINT' ? 130 : 143);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   const outerMs = (innerTimeoutS + bootTimeoutS) * 1000;
   const killer = setTimeout(() => { outcome.timedOut = true; proc.kill('SIGKILL'); }, outerMs);
   let partial = '';
@@ -174,6 +181,8 @@ export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [],
   });
   clearTimeout(killer);
   clearTimeout(bootKiller);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
   if (partial) onConsole(partial);
   fs.closeSync(consoleFile);
   outcome.wallMs = Date.now() - t0;

@@ -4,6 +4,7 @@
 // status), ABI names are resolved through the meta-packages on every run,
 // packages are fetched with `apt-get download` and unpacked with `dpkg -x`.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,8 +18,7 @@ const SECURITY = 'http://deb.debian.org/debian-security';
 
 /**
  * The matrix. `image`/`headers` are meta-packages whose Depends name the
- * current ABI; `chroot` marks suites whose headers need that suite's own
- * compiler and glibc (built inside a debootstrap chroot).
+ * current ABI.
  */
 export const KERNELS = [
   { id: '5.10', suite: 'bullseye', image: 'linux-image-amd64', headers: 'linux-headers-amd64',
@@ -28,7 +28,7 @@ export const KERNELS = [
   { id: '6.12', suite: 'bookworm', image: 'linux-image-6.12-amd64', headers: 'linux-headers-6.12-amd64',
     sources: [`${MIRROR} bookworm main`, `${MIRROR} bookworm-updates main`, `${SECURITY} bookworm-security main`] },
   { id: 'sid', suite: 'sid', image: 'linux-image-amd64', headers: 'linux-headers-amd64',
-    sources: [`${MIRROR} sid main`], chroot: true },
+    sources: [`${MIRROR} sid main`] },
 ];
 
 export class HarnessError extends Error {
@@ -51,9 +51,49 @@ export function sh(cmd, args, { env, cwd, input, allowFail = false, timeoutMs = 
   return r;
 }
 
+function pidAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
+/**
+ * Runs `fn` holding a lock file (several matrix runs may share the machine
+ * and the cache). A lock whose owner died is taken over.
+ */
+export async function withLock(file, fn, { onWait = () => {}, pollMs = 500 } = {}) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  for (let waited = false; ;) {
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      const owner = Number(fs.readFileSync(file, 'utf8')) || 0;
+      if (owner && !pidAlive(owner)) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      if (!waited) onWait(owner);
+      waited = true;
+      await new Promise((r) => setTimeout(r, pollMs));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    fs.rmSync(file, { force: true });
+  }
+}
+
+export const lockFile = (name) => path.join(cacheRoot, 'locks', `${name}.lock`);
+
 function aptConfig(kernel) {
   // suites sharing sources share one private apt state
-  const key = `${kernel.suite}-${Buffer.from(kernel.sources.join('|')).toString('base64url').slice(0, 8)}`;
+  const key = `${kernel.suite}-${createHash('sha256').update(kernel.sources.join('|')).digest('hex').slice(0, 8)}`;
   const dir = path.join(kernelsDir, 'apt', key);
   for (const d of ['lists/partial', 'cache/archives/partial', 'debs']) fs.mkdirSync(path.join(dir, d), { recursive: true });
   fs.writeFileSync(path.join(dir, 'sources.list'),
@@ -71,6 +111,8 @@ function aptConfig(kernel) {
     'APT::Architecture "amd64";',
     'APT::Architectures { "amd64"; };',
     'Acquire::Languages "none";',
+    // the mirror may be a frozen snapshot whose Valid-Until has passed
+    'Acquire::Check-Valid-Until "false";',
     'Acquire::IndexTargets::deb::Contents-deb::DefaultEnabled "false";',
     '',
   ].join('\n'));
@@ -102,7 +144,15 @@ export function resolveKernel(kernel) {
   const imageName = imgMeta.depends.find((d) => /^linux-image-\d/.test(d));
   if (!imageName) throw new HarnessError('ENOPKG', `${kernel.image} ${imgMeta.version} depends on no linux-image-<abi>`);
   const kver = imageName.replace(/^linux-image-/, '').replace(/-unsigned$/, '');
-  const image = showPackage(apt, imageName);
+  // newer suites split the image into linux-binary-/linux-modules-/linux-base-<abi>
+  const image = [];
+  const imgTodo = [imageName];
+  const part = new RegExp(`^linux-(image|binary|modules|base)-${kver.replace(/[.+]/g, '\\$&')}(-unsigned)?$`);
+  while (imgTodo.length) {
+    const p = showPackage(apt, imgTodo.shift());
+    image.push(p);
+    for (const d of p.depends) if (part.test(d) && !image.some((x) => x.name === d) && !imgTodo.includes(d)) imgTodo.push(d);
+  }
   // headers: the arch tree, its -common tree, kbuild (and nothing else linux-*)
   const headers = [];
   const todo = [`linux-headers-${kver}`];
@@ -130,7 +180,7 @@ export function fetchKernel(kernel, { log = () => {} } = {}) {
   const r = resolveKernel(kernel);
   const root = path.join(kernelsDir, `${kernel.suite}-${r.kver}`, 'root');
   const stamp = path.join(root, '..', 'packages.json');
-  const pkgs = [r.image, ...r.headers].map((p) => `${p.name}=${p.version}`);
+  const pkgs = [...r.image, ...r.headers].map((p) => `${p.name}=${p.version}`);
   const have = fs.existsSync(stamp) ? JSON.parse(fs.readFileSync(stamp, 'utf8')) : null;
   if (!have || have.join() !== pkgs.join()) {
     log(`fetching ${pkgs.join(' ')}`);
@@ -138,14 +188,14 @@ export function fetchKernel(kernel, { log = () => {} } = {}) {
     fs.mkdirSync(root, { recursive: true });
     const debs = path.join(r.apt.dir, 'debs');
     sh('apt-get', ['-q', 'download', ...pkgs], { env: r.apt.env, cwd: debs, timeoutMs: 600_000 });
-    for (const p of [r.image, ...r.headers]) {
+    for (const p of [...r.image, ...r.headers]) {
       const deb = fs.readdirSync(debs).find((f) => f.startsWith(`${p.name}_${p.version.replace(/:/g, '%3a')}_`));
       if (!deb) throw new HarnessError('ENOPKG', `downloaded ${p.name} ${p.version} not found in ${debs}`);
       sh('dpkg', ['-x', path.join(debs, deb), root]);
     }
     fs.writeFileSync(stamp, JSON.stringify(pkgs));
   }
-  const modDir = findFirst([path.join(root, 'lib/modules', r.kver), path.join(root, 'usr/lib/modules', r.kver)]);
+  const modDir = findFirst([path.join(root, 'lib/modules', r.kver, 'kernel'), path.join(root, 'usr/lib/modules', r.kver, 'kernel')])?.replace(/\/kernel$/, '');
   if (!modDir) throw new HarnessError('ENOENT', `no modules directory for ${r.kver} in ${root}`);
   const modBase = path.resolve(modDir, '../../..');
   if (!fs.existsSync(path.join(modDir, 'modules.dep.bin'))) sh('depmod', ['-b', modBase, r.kver]);
@@ -153,14 +203,14 @@ export function fetchKernel(kernel, { log = () => {} } = {}) {
   if (!vmlinuz) throw new HarnessError('ENOENT', `no vmlinuz for ${r.kver} in ${root}`);
   const headersDir = findFirst([path.join(root, 'usr/src', `linux-headers-${r.kver}`)]);
   if (!headersDir) throw new HarnessError('ENOENT', `no headers tree linux-headers-${r.kver} in ${root}`);
-  // unpacked trees include their -common half by absolute path
+  // unpacked trees name their -common half (and, since 7.x, the output tree) by absolute path
   const mk = path.join(headersDir, 'Makefile');
   const text = fs.readFileSync(mk, 'utf8');
-  const fixed = text.replace(/^include \/usr\/src\//m, `include ${root}/usr/src/`);
+  const fixed = text.replace(/^(include |KBUILD_OUTPUT=)\/usr\/src\//gm, `$1${root}/usr/src/`);
   if (fixed !== text) fs.writeFileSync(mk, fixed);
   return {
     id: kernel.id, suite: kernel.suite, kver: r.kver, root, modDir, modBase, vmlinuz, headersDir,
-    packages: { image: `${r.image.name} ${r.image.version}`, headers: r.headers.map((h) => `${h.name} ${h.version}`), meta: r.meta.image },
+    packages: { image: r.image.map((p) => `${p.name} ${p.version}`).join(', '), headers: r.headers.map((h) => `${h.name} ${h.version}`), meta: r.meta.image },
     fetchMs: Date.now() - t0,
   };
 }

@@ -7,18 +7,20 @@
 //        [--allow-skip] [--quiet] [-- <extra vitest args>]
 //
 // Per kernel: resolve + fetch (kernels.mjs), build kmod/ with that kernel's
-// headers and compiler (kmod/scripts/build-matrix.sh), build the initramfs,
-// boot, run, collect. Results: .cache/results/<kver>/{console.log,
-// vitest.json,dmesg.txt,kmod-build.log} and the summary
-// .cache/results/kernel-matrix.json. Exit status 0 only if every selected
-// kernel passed: an oops, panic, hang, build failure, missing prerequisite,
-// skipped or failed test is a failure.
+// headers and compiler (kmod-build.mjs; chroot.mjs), build the initramfs,
+// boot, run, collect. Results: .cache/results/runs/<run>/<kver>/{console.log,
+// vitest.json,dmesg.txt,kmod-build.log}, the run's kernel-matrix.json, and
+// the shared summary .cache/results/kernel-matrix.json (latest entry per
+// kernel). Exit status 0 only if every selected kernel passed: an oops,
+// panic, hang, build failure, missing prerequisite, skipped or failed test
+// is a failure.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KERNELS, HarnessError, cacheRoot, fetchKernel, projectRoot, sh } from './kernels.mjs';
+import { KERNELS, HarnessError, cacheRoot, fetchKernel, lockFile, projectRoot, sh, withLock } from './kernels.mjs';
 import { KERNEL_TROUBLE, buildInitramfs, runGuest } from './guest.mjs';
-import { ensureSidChroot } from './sid.mjs';
+import { ensureBuildChroot } from './chroot.mjs';
+import { buildKmod } from './kmod-build.mjs';
 import { build as buildLb } from '../lb/index.mjs';
 
 function parseArgs(argv) {
@@ -58,20 +60,6 @@ function checkPrerequisites() {
   if (!fs.existsSync(path.join(projectRoot, 'node_modules/vitest/vitest.mjs'))) missing.push('node_modules/vitest (npm ci)');
   if (process.getuid() !== 0) missing.push('root');
   if (missing.length) throw new HarnessError('ENOPREREQ', `missing prerequisites: ${missing.join(', ')}`);
-}
-
-/** Builds kmod/ for this kernel; the kmod helper's script owns how (warnings fail it). */
-function buildKmod(k, resultsDir) {
-  const script = path.join(projectRoot, 'kmod/scripts/build-matrix.sh');
-  const ko = path.join(cacheRoot, 'kmod', k.kver, 'toa.ko');
-  if (!fs.existsSync(path.join(projectRoot, 'kmod/Makefile'))) return { status: 'absent', ko: null, ms: 0 };
-  const t0 = Date.now();
-  fs.rmSync(ko, { force: true });
-  const r = sh('sh', [script, k.headersDir], { allowFail: true, timeoutMs: 900_000 });
-  const log = `${r.stdout}${r.stderr}`;
-  fs.writeFileSync(path.join(resultsDir, 'kmod-build.log'), log);
-  const ok = r.status === 0 && fs.existsSync(ko);
-  return { status: ok ? 'ok' : 'failed', ko: ok ? ko : null, ms: Date.now() - t0, log: ok ? undefined : log.slice(-2000) };
 }
 
 function buildBpf() {
@@ -123,22 +111,26 @@ async function runKernel(kernel, opts, shared) {
   const entry = { id: kernel.id, suite: kernel.suite, date: new Date().toISOString(), status: 'fail', reasons: [] };
   let k;
   try {
-    k = fetchKernel(kernel, { log: (m) => console.log(`[${kernel.id}] ${m}`) });
-    if (kernel.chroot) ensureSidChroot(k.headersDir, { log: (m) => console.log(`[${kernel.id}] ${m}`) });
+    const log = (m) => console.log(`[${kernel.id}] ${m}`);
+    const onWait = (pid) => log(`waiting for process ${pid} preparing the same kernel`);
+    k = await withLock(lockFile(`fetch-${kernel.id}`), () => fetchKernel(kernel, { log }), { onWait });
+    if (fs.existsSync(path.join(projectRoot, 'kmod/Makefile'))) {
+      const c = await withLock(lockFile(`chroot-${kernel.suite}`), () => ensureBuildChroot(kernel.suite, k.headersDir, { log }), { onWait });
+      if (c) entry.buildChroot = c;
+    }
   } catch (e) {
     if (k) Object.assign(entry, { kver: k.kver, packages: k.packages });
-    entry.reasons.push(`fetch: ${e.message}`);
+    entry.reasons.push(`prepare: ${e.message}`);
     entry.wallMs = Date.now() - t0;
     return entry;
   }
   Object.assign(entry, { kver: k.kver, packages: k.packages, fetchMs: k.fetchMs });
-  const resultsDir = path.join(cacheRoot, 'results', k.kver);
-  fs.rmSync(resultsDir, { recursive: true, force: true });
+  const resultsDir = path.join(shared.runDir, k.kver);
   fs.mkdirSync(resultsDir, { recursive: true });
-  const kmod = buildKmod(k, resultsDir);
-  entry.kmod = { status: kmod.status, ko: kmod.ko, buildMs: kmod.ms };
+  const kmod = buildKmod(k, { chroot: entry.buildChroot?.chroot, logFile: path.join(resultsDir, 'kmod-build.log') });
+  entry.kmod = { status: kmod.status, ko: kmod.ko, buildMs: kmod.ms, warnings: kmod.warnings?.length ?? 0 };
   if (kmod.status === 'failed') {
-    entry.reasons.push(`kmod build failed (see ${path.relative(projectRoot, resultsDir)}/kmod-build.log)`);
+    entry.reasons.push(`kmod build failed${kmod.warnings?.length ? ` (${kmod.warnings.length} warnings)` : ''} (see ${path.relative(projectRoot, resultsDir)}/kmod-build.log)`);
     console.error(`[${kernel.id}] kmod build FAILED:\n${kmod.log}`);
   }
   let initramfs;
@@ -153,11 +145,13 @@ async function runKernel(kernel, opts, shared) {
   if (kmod.ko) Object.assign(env, { TOA_KMOD: kmod.ko, TOA_KMOD_KO: kmod.ko });
   if (shared.bpfObj) env.TOA_BPF_OBJ = shared.bpfObj;
   console.log(`[${kernel.id}] booting ${k.kver} (${k.packages.image})`);
-  const outcome = await runGuest(k, {
+  // one guest at a time on this machine, whoever started the matrix
+  const outcome = await withLock(lockFile('guest'), () => runGuest(k, {
     initramfs, resultsDir, env, innerTimeoutS: opts.innerTimeoutS,
     vitestArgs: [...opts.files, ...opts.extra],
     onConsole: (line) => { if (!opts.quiet) console.log(`[${kernel.id}] ${line}`); },
-  });
+  }), { onWait: (pid) => console.log(`[${kernel.id}] waiting for the guest of process ${pid} to finish`) });
+  entry.resultsDir = path.relative(projectRoot, resultsDir);
   const consoleText = fs.readFileSync(path.join(resultsDir, 'console.log'), 'utf8');
   const dmesgFile = path.join(resultsDir, 'dmesg.txt');
   const dmesg = fs.existsSync(dmesgFile) ? fs.readFileSync(dmesgFile, 'utf8') : '';
@@ -179,7 +173,6 @@ async function runKernel(kernel, opts, shared) {
   if (report.total === 0) entry.reasons.push('no test ran');
   if (report.failed || report.failedFiles) entry.reasons.push(`${report.failed} test(s) failed in ${report.failedFiles} file(s)`);
   if (report.skipped && !opts.allowSkip) entry.reasons.push(`${report.skipped} test(s) skipped (not allowed: prerequisites must fail loudly)`);
-  if (kmod.status === 'failed' && !entry.reasons[0].startsWith('kmod')) entry.reasons.unshift('kmod build failed');
   entry.status = entry.reasons.length ? 'fail' : 'pass';
   entry.wallMs = Date.now() - t0;
   if (entry.status === 'fail') {
@@ -201,7 +194,10 @@ async function main() {
   const selected = opts.kernels.length ? KERNELS.filter((k) => opts.kernels.includes(k.id)) : KERNELS;
   // everything the guest executes is built here: TCG is ~10x slower
   buildLb();
-  const shared = { bpfObj: buildBpf() };
+  // every run keeps its own artefacts: concurrent runs must not clobber each other
+  const runDir = path.join(cacheRoot, 'results', 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
+  fs.mkdirSync(runDir, { recursive: true });
+  const shared = { bpfObj: buildBpf(), runDir };
   const results = [];
   for (const kernel of selected) results.push(await runKernel(kernel, opts, shared));
   const summary = {
@@ -211,9 +207,17 @@ async function main() {
     totalMs: Date.now() - t0,
     kernels: results,
   };
+  fs.writeFileSync(path.join(runDir, 'kernel-matrix.json'), JSON.stringify(summary, null, 2));
+  // the shared summary keeps the latest entry per kernel; each entry says what it ran
   const out = path.join(cacheRoot, 'results', 'kernel-matrix.json');
-  fs.mkdirSync(path.dirname(out), { recursive: true });
-  fs.writeFileSync(out, JSON.stringify(summary, null, 2));
+  await withLock(lockFile('summary'), () => {
+    const prev = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { kernels: [] };
+    const mine = new Set(results.map((r) => r.id));
+    for (const r of results) r.selection = { files: opts.files, extra: opts.extra, runTotalMs: summary.totalMs };
+    const kernels = [...(prev.kernels ?? []).filter((r) => !mine.has(r.id)), ...results]
+      .sort((a, b) => KERNELS.findIndex((k) => k.id === a.id) - KERNELS.findIndex((k) => k.id === b.id));
+    fs.writeFileSync(out, JSON.stringify({ ...summary, kernels, lastRun: path.relative(projectRoot, runDir) }, null, 2));
+  });
   console.log('\nkernel matrix:');
   for (const r of results) {
     const s = (ms) => (ms == null ? '-' : `${(ms / 1000).toFixed(1)}s`);
