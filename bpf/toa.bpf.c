@@ -67,6 +67,13 @@ struct {
 	__type(value, __u64);
 } toa_stats SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct toa_bpf_state);
+} toa_state SEC(".maps");
+
 /* Freed by the kernel together with the socket: nothing to leak. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);

@@ -19,6 +19,19 @@ struct toa_bpf_config {
 	__u8 reserved[6];
 };
 
+/*
+ * toa_state[0]: where the loader attached the programs. Written and read by
+ * the loader only; kept in a pinned map so the record lives exactly as long
+ * as the programs (BPF_PROG_QUERY cannot be relied on: bpftool >= 7.0 asks
+ * for fields that kernels before 6.0 refuse).
+ */
+struct toa_bpf_state {
+	__u64 cgroup_ino;	/* inode of the cgroup directory */
+	__u32 attached;		/* bit i: program i of the loader's list attached */
+	__u32 path_len;
+	char path[4080];	/* cgroup directory, not NUL-terminated */
+};
+
 /* toa_trusted key: IPv4 ranges are stored as ::ffff:a.b.c.d/(96 + len) */
 struct toa_bpf_cidr {
 	__u32 prefixlen;

@@ -309,13 +309,6 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
   }
 }
 
-/** bpftool's view of a cgroup: program ids attached there. */
-function attachedIds(cgroup: string): number[] {
-  const r = spawnSync('bpftool', ['-j', 'cgroup', 'show', cgroup], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`bpftool cgroup show ${cgroup}: ${r.stderr}`);
-  return (JSON.parse(r.stdout.trim() || '[]') as Array<{ id: number }>).map((p) => p.id).sort((a, b) => a - b);
-}
-
 function progExists(id: number): boolean {
   return spawnSync('bpftool', ['prog', 'show', 'id', String(id)], { encoding: 'utf8' }).status === 0;
 }
@@ -446,20 +439,31 @@ export function lifecycleSuite(tag: string) {
 
     it('coexists with other programs on the same cgroup (BPF_F_ALLOW_MULTI)', async () => {
       await box.attach({});
-      const mine = attachedIds(box.cgroup);
-      expect(mine).toHaveLength(4);
-      // an independent second instance attached on top of ours
+      // an independent second instance attached on top of ours: both run
       await attachTo(other, box.cgroup);
-      expect(attachedIds(box.cgroup)).toHaveLength(8);
-      const { probe, hello } = await Probe.start('0.0.0.0', 1, { cgroup: box.cgroup });
+      expect((await box.status()).cgroups).toEqual([box.cgroup]);
+      expect((await other.status()).cgroups).toEqual([box.cgroup]);
+      const otherIds = (await other.status()).attachments.map((a) => a.id);
+      const { probe, hello } = await Probe.start('0.0.0.0', 2, { cgroup: box.cgroup });
       stops.push(() => probe.stop());
-      const c = await lb.connect({ port: hello.port, family: 4, toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT }, placement: 'ack' });
-      const r = await probe.conn();
-      await c.close().catch(() => undefined);
-      expect(r.peer).toEqual([CLIENT_V4, CLIENT_PORT]);
-      expect(decodeInfo(hexOf(r.info)).flags).toBe(F_PRESENT);
+      const connect = async () => {
+        const c = await lb.connect({ port: hello.port, family: 4, toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT }, placement: 'ack' });
+        const r = await probe.conn();
+        await c.close().catch(() => undefined);
+        expect(r.peer).toEqual([CLIENT_V4, CLIENT_PORT]);
+        expect(decodeInfo(hexOf(r.info)).flags).toBe(F_PRESENT);
+      };
+      const before = [await box.counters(), await other.counters()];
+      await connect();
+      expect(counterDelta(before[0], await box.counters()).syn_recv_sock_toa).toBe(1);
+      expect(counterDelta(before[1], await other.counters()).syn_recv_sock_toa).toBe(1);
+      // removing the other instance leaves ours attached and working
       await other.cleanup();
-      expect(attachedIds(box.cgroup)).toEqual(mine);
+      for (const id of otherIds) expect(progExists(id)).toBe(false);
+      expect((await box.status()).cgroups).toEqual([box.cgroup]);
+      const mid = await box.counters();
+      await connect();
+      expect(counterDelta(mid, await box.counters()).syn_recv_sock_toa).toBe(1);
       other = new Sandbox(`${tag}-2`);
     }, 60000);
 
@@ -514,7 +518,6 @@ export function lifecycleSuite(tag: string) {
       const ids = st.attachments.map((a) => a.id);
       const r = await cli(['detach', '--pin-dir', box.pinDir]);
       expect([r.code, r.out]).toEqual([0, 'detached\n']);
-      expect(attachedIds(box.cgroup)).toEqual([]);
       expect(fs.existsSync(box.pinDir)).toBe(false);
       for (const id of ids) expect(progExists(id)).toBe(false);
       // the open connection now answers as without any backend

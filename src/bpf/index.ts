@@ -2,8 +2,8 @@
 // same operations for programs (tests, `node-toa doctor`).
 //
 // State lives in the kernel, not in files: programs and maps are pinned under
-// one bpffs directory (default /sys/fs/bpf/node-toa), and the cgroups they
-// are attached to are found again by program id. Attachments use
+// one bpffs directory (default /sys/fs/bpf/node-toa), including a small map
+// recording the cgroup they are attached to. Attachments use
 // BPF_F_ALLOW_MULTI, so other programs on the same cgroup keep working.
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -63,9 +63,9 @@ export interface BpfStatus {
   loaded: boolean;
   pinDir: string;
   kernel: string;
-  /** every cgroup the pinned programs are attached to */
+  /** the programs attached, and where (one cgroup per pin directory) */
   attachments: Attachment[];
-  /** the cgroups that have all four programs */
+  /** the cgroup that has all four programs ([] when none has) */
   cgroups: string[];
   config?: BpfConfig;
   counters?: Counters;
@@ -167,18 +167,53 @@ async function progIds(c: Ctx): Promise<Map<ProgName, number>> {
   return ids;
 }
 
-async function findAttachments(c: Ctx, ids: Map<ProgName, number>): Promise<Attachment[]> {
-  if (!ids.size) return [];
-  const byId = new Map([...ids].map(([n, id]) => [id, n]));
-  const tree = await c.tool.json<Array<{ cgroup: string; programs: Array<{ id: number }> }>>(['cgroup', 'tree', cgroup2Root()]);
-  const out: Attachment[] = [];
-  for (const cg of tree) {
-    for (const p of cg.programs) {
-      const program = byId.get(p.id);
-      if (program) out.push({ cgroup: cg.cgroup, program, attachType: PROGRAMS[program], id: p.id });
-    }
+const STATE_SIZE = 4096; // struct toa_bpf_state
+const STATE_PATH_MAX = STATE_SIZE - 16;
+
+interface State { ino: number; attached: number; path: string }
+
+async function readState(c: Ctx): Promise<State | undefined> {
+  if (!existsSync(mapPath(c, 'toa_state'))) return undefined;
+  const r = await c.tool.json<{ value: unknown }>(['map', 'lookup', 'pinned', mapPath(c, 'toa_state'), 'key', 'hex', ...hex(u32le(0))]);
+  const b = Buffer.from(bytesOf(r.value));
+  const len = b.readUInt32LE(12);
+  if (!len) return undefined;
+  return { ino: Number(b.readBigUInt64LE(0)), attached: b.readUInt32LE(8), path: b.subarray(16, 16 + Math.min(len, STATE_PATH_MAX)).toString() };
+}
+
+async function writeState(c: Ctx, s: State | undefined): Promise<void> {
+  const b = Buffer.alloc(STATE_SIZE);
+  if (s) {
+    const path = Buffer.from(s.path);
+    b.writeBigUInt64LE(BigInt(s.ino), 0);
+    b.writeUInt32LE(s.attached, 8);
+    b.writeUInt32LE(path.length, 12);
+    path.copy(b, 16);
   }
-  return out;
+  await c.tool.run(['map', 'update', 'pinned', mapPath(c, 'toa_state'), 'key', 'hex', ...hex(u32le(0)), 'value', 'hex', ...hex([...b])]);
+}
+
+/**
+ * Where the pinned programs are attached. The record in toa_state says
+ * where the loader put them; the kernel is asked too when it can answer
+ * (BPF_PROG_QUERY through bpftool fails on kernels older than bpftool's
+ * UAPI), so a program someone detached by hand is not reported.
+ */
+async function findAttachments(c: Ctx, ids: Map<ProgName, number>): Promise<Attachment[]> {
+  const st = ids.size ? await readState(c) : undefined;
+  if (!st) return [];
+  // a removed cgroup took its attachments with it
+  if (!existsSync(st.path) || statSync(st.path).ino !== st.ino) return [];
+  const recorded = PROG_NAMES.filter((n, i) => st.attached & (1 << i) && ids.has(n));
+  let names: ProgName[] = recorded;
+  try {
+    const shown = await c.tool.json<Array<{ id: number }>>(['cgroup', 'show', st.path]);
+    const live = new Set(shown.map((p) => p.id));
+    names = PROG_NAMES.filter((n) => live.has(ids.get(n) ?? -1));
+  } catch {
+    // kernel too old for this bpftool's query: the record stands
+  }
+  return names.map((program) => ({ cgroup: st.path, program, attachType: PROGRAMS[program], id: ids.get(program)! }));
 }
 
 function fullyAttached(attachments: Attachment[]): string[] {
@@ -277,6 +312,7 @@ async function detachAll(c: Ctx, attachments: Attachment[]): Promise<void> {
   // sockops first: no new socket gets an entry while the readers go away
   const ordered = [...attachments].sort((a, b) => Number(b.program === 'toa_sockops') - Number(a.program === 'toa_sockops'));
   for (const a of ordered) await c.tool.run(['cgroup', 'detach', a.cgroup, a.attachType, 'id', String(a.id)]);
+  if (attachments.length) await writeState(c, undefined);
 }
 
 function unpin(c: Ctx): void {
@@ -348,12 +384,18 @@ export async function attach(o: AttachOptions = {}): Promise<BpfStatus> {
 }
 
 async function attachMissing(c: Ctx, cgroup: string, have: Attachment[]): Promise<void> {
+  if (Buffer.byteLength(cgroup) > STATE_PATH_MAX) throw new BpfError('ERR_INVALID_ARG_VALUE', `cgroup path longer than ${STATE_PATH_MAX} bytes`);
+  const state: State = { ino: statSync(cgroup).ino, attached: 0, path: cgroup };
+  for (const a of have) if (a.cgroup === cgroup) state.attached |= 1 << PROG_NAMES.indexOf(a.program);
   // readers before the writer: a socket that gets an entry can always be asked
   const order: ProgName[] = ['toa_getsockopt', 'toa_peername4', 'toa_peername6', 'toa_sockops'];
   for (const name of order) {
-    if (have.some((a) => a.program === name && a.cgroup === cgroup)) continue;
+    const bit = 1 << PROG_NAMES.indexOf(name);
+    if (state.attached & bit) continue;
     try {
       await c.tool.run(['cgroup', 'attach', cgroup, PROGRAMS[name], 'pinned', progPath(c, name), 'multi']);
+      state.attached |= bit;
+      await writeState(c, state);
     } catch (e) {
       const err = e as BpfError;
       throw new BpfError('ERR_TOA_BPF_ATTACH',
