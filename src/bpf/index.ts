@@ -148,7 +148,8 @@ function kernelTooOld(rel: string): boolean {
 /** bpf/dist/toa.bpf.o of the package this file belongs to (src/bpf or dist/cjs/bpf). */
 export function defaultObject(): string {
   if (process.env.TOA_BPF_OBJ) return resolve(process.env.TOA_BPF_OBJ);
-  for (let dir = __dirname; ; dir = dirname(dir)) {
+  // __dirname: compiled CommonJS (dist/cjs/bpf); cwd when run from sources as ESM
+  for (let dir = typeof __dirname === 'string' ? __dirname : process.cwd(); ; dir = dirname(dir)) {
     const pkg = join(dir, 'package.json');
     if (existsSync(pkg) && /"name"\s*:\s*"node-toa"/.test(readFileSync(pkg, 'utf8'))) {
       return join(dir, 'bpf', 'dist', 'toa.bpf.o');
