@@ -8,13 +8,17 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from '../support/lb/index.mjs';
 import { getToaInfo } from '../../src/index';
-import { hostileOptions, parseOptions, rng, type Kinds } from '../spec/options';
+import os from 'node:os';
+import { hostileOptions, authWalkMayDrop, kernelDropsBadOptionLengths, parseOptions, rng, type Kinds } from '../spec/options';
 import { delta, insmod, kernelTrouble, loaded, rmmod, stats } from '../spec/kmod';
 
 const N = Number(process.env.TOA_FUZZ_N ?? 20000);
 const BATCH = 500;
 const SEED = Number(process.env.TOA_FUZZ_SEED ?? 0x70a);
 const kinds: Kinds = { v4: [200, 254], v6: [253] };
+// there, a segment with a bad length somewhere may never reach toa.ko; the
+// connection is then completed by the crafter's next, option-less segment
+const mayDrop = kernelDropsBadOptionLengths(os.release());
 
 interface Seen { remoteAddress?: string; remotePort?: number; info?: ReturnType<typeof getToaInfo> }
 
@@ -61,6 +65,7 @@ describe(`malformed-option fuzz (${N} handshakes, seed ${SEED})`, () => {
     const before = stats();
     let expectFound = 0;
     let expectMalformed = 0;
+    let refMalformed = 0;
     let connected = 0;
     const mismatches: string[] = [];
 
@@ -78,10 +83,15 @@ describe(`malformed-option fuzz (${N} handshakes, seed ${SEED})`, () => {
         seen.delete(key);
         if (!rec) return; // never established (some kernels drop bad-length segments)
         connected++;
-        const ref = parseOptions(opts[i], kinds);
+        const parsed = parseOptions(opts[i], kinds);
+        const info = rec.info!;
+        // a dropped segment shows as "no option"; an adopted address must
+        // always be the first well-formed match
+        const dropped = mayDrop && authWalkMayDrop(opts[i]) && !info.present;
+        const ref = dropped ? { result: 'none' as const } : parsed;
         if (ref.result === 'found') expectFound++;
         if (ref.result === 'malformed') expectMalformed++;
-        const info = rec.info!;
+        if (parsed.result === 'malformed') refMalformed++;
         const ok = ref.result === 'found'
           ? info.present && info.optionKind === ref.kind && info.address === ref.address && info.port === ref.port
             && (ref.family === 6 ? rec.remoteAddress === res.source.address : rec.remoteAddress === ref.address)
@@ -101,13 +111,15 @@ describe(`malformed-option fuzz (${N} handshakes, seed ${SEED})`, () => {
       await new Promise((res) => setTimeout(res, 100));
       d = delta(before, stats());
     }
-    console.log(`fuzz: ${N} crafted, ${accepted} accepted, ${connected} matched, ${expectFound} with TOA, ${expectMalformed} malformed; counters ${JSON.stringify(d)}`);
+    console.log(`fuzz on ${os.release()}: ${N} crafted, ${accepted} accepted, ${connected} matched, ${expectFound} with TOA, ${refMalformed} malformed (kernel may drop: ${mayDrop}); counters ${JSON.stringify(d)}`);
     expect(errors).toEqual([]);
     expect(connected).toBe(accepted);
     expect(connected).toBeGreaterThan(N / 2);
     expect(d.syn_recv_sock_toa + d.syn_recv_sock_no_toa).toBe(accepted);
     expect(d.syn_recv_sock_toa).toBe(expectFound);
-    expect(d.malformed).toBe(expectMalformed);
+    // where the kernel may drop, a malformed list that did reach us still counts
+    if (mayDrop) expect(d.malformed).toBeLessThanOrEqual(refMalformed);
+    else expect(d.malformed).toBe(refMalformed);
     expect(kernelTrouble()).toEqual([]);
   }, 3_600_000);
 });

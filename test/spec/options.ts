@@ -61,6 +61,35 @@ export function parseOptions(opt: Uint8Array, kinds: Kinds): Parsed {
   return { result: 'none' };
 }
 
+/**
+ * Whether a 6.7+ kernel may drop a segment carrying these options before any
+ * TOA backend sees it: tcp_inbound_hash() walks the options looking for
+ * TCP-MD5 (kind 19) / TCP-AO (kind 29) and drops the segment when it finds
+ * one without a configured key or meets a bad length
+ * (SKB_DROP_REASON_TCP_AUTH_HDR / _MD5UNEXPECTED), even after a well-formed
+ * TOA. Its walk stops early near the end of the list, so "may".
+ */
+export function authWalkMayDrop(opt: Uint8Array): boolean {
+  let i = 0;
+  while (i < opt.length) {
+    const kind = opt[i];
+    if (kind === 0) return false;
+    if (kind === 1) { i++; continue; }
+    if (kind === 19 || kind === 29) return true;
+    if (opt.length - i < 2) return true;
+    const len = opt[i + 1];
+    if (len < 2 || len > opt.length - i) return true;
+    i += len;
+  }
+  return false;
+}
+
+/** Kernels whose tcp_inbound_hash() may drop such segments (see authWalkMayDrop). */
+export function kernelDropsBadOptionLengths(release: string): boolean {
+  const [maj, min] = release.split(/[.-]/).map(Number);
+  return maj > 6 || (maj === 6 && min >= 7);
+}
+
 /** Small deterministic PRNG (mulberry32) so a failing case can be replayed by seed. */
 export function rng(seed: number) {
   let a = seed >>> 0;
