@@ -116,8 +116,10 @@ for m in tun veth; do
 done
 cd ${shellQuote(projectRoot)}
 echo "guest: kernel $(uname -r), node $(node --version), $(nproc) cpus"
+export TOA_PROGRESS_FILE=$R/progress.jsonl
 timeout -k 10 ${innerTimeoutS} node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts \\
-  --reporter=default --reporter=json --outputFile.json=$R/vitest.json ${vitestArgs.map(shellQuote).join(' ')}
+  --reporter=default --reporter=json --outputFile.json=$R/vitest.json \\
+  --reporter=${shellQuote(path.join(projectRoot, 'test/support/guest/progress-reporter.mjs'))} ${vitestArgs.map(shellQuote).join(' ')}
 echo $? > $R/rc
 dmesg > $R/dmesg.txt
 `);
@@ -127,7 +129,7 @@ dmesg > $R/dmesg.txt
  * Boots `k` and runs the suite. Resolves with the raw outcome; the matrix
  * turns it into pass/fail. `onConsole` receives the guest console line by line.
  */
-export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [], innerTimeoutS = 480, bootTimeoutS = 150, memMb = 2048, cpus = 2, onConsole = () => {} }) {
+export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [], innerTimeoutS = 900, bootTimeoutS = 150, memMb = 2048, cpus = 2, onConsole = () => {} }) {
   fs.rmSync(resultsDir, { recursive: true, force: true });
   fs.mkdirSync(resultsDir, { recursive: true });
   writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS });

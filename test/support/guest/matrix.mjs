@@ -3,7 +3,7 @@
 // in a QEMU guest for every Debian kernel of the matrix, one guest at a time.
 //
 //   node test/support/guest/matrix.mjs [--kernel 6.1] [--kernel 5.10,sid]
-//        [--file test/kernel/harness.test.ts] [--inner-timeout 480]
+//        [--file test/kernel/harness.test.ts] [--inner-timeout 900]
 //        [--allow-skip] [--quiet] [-- <extra vitest args>]
 //
 // Per kernel: resolve + fetch (kernels.mjs), build kmod/ with that kernel's
@@ -24,7 +24,7 @@ import { buildKmod } from './kmod-build.mjs';
 import { build as buildLb } from '../lb/index.mjs';
 
 function parseArgs(argv) {
-  const o = { kernels: [], files: [], innerTimeoutS: 480, allowSkip: false, quiet: false, extra: [] };
+  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -81,6 +81,36 @@ function readReport(file) {
   } catch {
     return null;
   }
+}
+
+/**
+ * The JSON report exists only if vitest finished; otherwise rebuild what
+ * happened from the progress reporter's lines, naming the file that never
+ * ended (where the guest hung, panicked or timed out).
+ */
+function reportFromProgress(file) {
+  if (!fs.existsSync(file)) return null;
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
+    try { return JSON.parse(l); } catch { return null; }
+  }).filter(Boolean);
+  const files = new Map();
+  for (const l of lines) {
+    if (!files.has(l.file)) files.set(l.file, { name: l.file, status: 'running', message: '', assertionResults: [] });
+    const f = files.get(l.file);
+    if (l.type === 'test') {
+      f.assertionResults.push({ fullName: l.name, status: l.status, duration: l.ms, failureMessages: l.error ? [l.error] : [] });
+    } else if (l.type === 'file-end') {
+      f.status = l.state === 'passed' || l.state === 'skipped' ? l.state : 'failed';
+      f.message = (l.errors ?? []).join('\n');
+    }
+  }
+  for (const f of files.values()) {
+    if (f.status === 'running') {
+      f.status = 'failed';
+      f.message = 'did not finish (guest timed out, hung or crashed while this file ran)';
+    }
+  }
+  return { testResults: [...files.values()] };
 }
 
 function summarize(report) {
@@ -157,7 +187,7 @@ async function runKernel(kernel, opts, shared) {
   const dmesg = fs.existsSync(dmesgFile) ? fs.readFileSync(dmesgFile, 'utf8') : '';
   const rcFile = path.join(resultsDir, 'rc');
   const rc = fs.existsSync(rcFile) ? Number(fs.readFileSync(rcFile, 'utf8').trim()) : null;
-  const report = summarize(readReport(path.join(resultsDir, 'vitest.json')));
+  const report = summarize(readReport(path.join(resultsDir, 'vitest.json')) ?? reportFromProgress(path.join(resultsDir, 'progress.jsonl')));
   Object.assign(entry, {
     bootMs: outcome.bootMs, testMs: outcome.testMs, guestWallMs: outcome.wallMs,
     passed: report.passed, failed: report.failed, skipped: report.skipped, total: report.total, files: report.files,
@@ -172,6 +202,7 @@ async function runKernel(kernel, opts, shared) {
   if (rc !== null && rc !== 0) entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}`);
   if (report.total === 0) entry.reasons.push('no test ran');
   if (report.failed || report.failedFiles) entry.reasons.push(`${report.failed} test(s) failed in ${report.failedFiles} file(s)`);
+  for (const f of report.files.filter((x) => x.status === 'failed' && x.message)) entry.reasons.push(`${f.file}: ${f.message.split('\n')[0]}`);
   if (report.skipped && !opts.allowSkip) entry.reasons.push(`${report.skipped} test(s) skipped (not allowed: prerequisites must fail loudly)`);
   entry.status = entry.reasons.length ? 'fail' : 'pass';
   entry.wallMs = Date.now() - t0;
