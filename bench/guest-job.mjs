@@ -40,8 +40,8 @@ async function main() {
   });
   if (!env) return;
   const bpf = {};
-  await step('bpf-setup', async () => host.p3SetupBpf(env, { rounds: R(6), ms: 700, conc: 8 }));
-  await step('bpf-peername', async () => host.p3PeernameBpf(env, { rounds: R(5), conns: 50, iters: 20000 }));
+  await step('bpf-setup', async () => host.p3SetupBpf(env, { rounds: R(8), ms: 600, conc: 8 }));
+  await step('bpf-peername', async () => host.p3PeernameBpf(env, { rounds: R(8), conns: 50, iters: 10000 }));
   await step('bpf-memory', async () => host.p4Bpf(env, { rounds: R(2), conns: 1000 }));
   await env.backend.detach();
   bpf.setup = out['bpf-setup'];
@@ -51,8 +51,8 @@ async function main() {
 
   const kmod = new Kmod(ko);
   const km = {};
-  await step('kmod-setup', () => p3SetupKmod(kmod, env, { rounds: R(6), ms: 700, conc: 8 }));
-  await step('kmod-peername', () => p3PeernameKmod(kmod, env, { rounds: R(4), conns: 50, iters: 20000 }));
+  await step('kmod-setup', () => p3SetupKmod(kmod, env, { rounds: R(8), ms: 600, conc: 8 }));
+  await step('kmod-peername', () => p3PeernameKmod(kmod, env, { rounds: R(8), conns: 50, iters: 10000 }));
   await step('memory', () => p4Kmod(kmod, env, { conns: 1000 }));
   await step('p1-kmod', async () => {
     await kmod.set(true);

@@ -1,7 +1,8 @@
 // P2's server, started twice by bench/run.mjs: `toa` loads node-toa/register
 // and reads realRemoteAddress on every connection, `plain` reads Node's
 // remoteAddress. Both then close the connection (the load generator waits
-// for that FIN). stdin: "stats" -> {"accepted":N,"missing":M}; EOF -> exit.
+// for that FIN). stdin: "stats" -> {"accepted":N,"missing":M,"cpuUs":C}
+// (C: this process's CPU time so far); EOF -> exit.
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -33,6 +34,9 @@ server.listen({ port: 0, host: '::', backlog: 4096 }, () => {
 });
 createInterface({ input: process.stdin })
   .on('line', (line) => {
-    if (line === 'stats') process.stdout.write(`${JSON.stringify({ accepted, missing })}\n`);
+    if (line === 'stats') {
+      const { user, system } = process.cpuUsage();
+      process.stdout.write(`${JSON.stringify({ accepted, missing, cpuUs: user + system })}\n`);
+    }
   })
   .on('close', () => process.exit(0));

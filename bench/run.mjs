@@ -20,6 +20,7 @@ import { buildTools, checkBuilt, cleanupAll, root } from './lib/sys.mjs';
 import * as host from './lib/host.mjs';
 import { guestBench } from './lib/guest.mjs';
 import { markdown, status, terminal } from './lib/report.mjs';
+import { summary } from './lib/stats.mjs';
 
 const args = new Set(process.argv.slice(2));
 const QUICK = args.has('--quick');
@@ -81,23 +82,32 @@ function rows() {
   };
   const le = (value, text) => ({ op: '<=', value, text });
   const ge = (value, text) => ({ op: '>=', value, text });
-  const p1 = [['p1-none', 'none (host)'], ['p1-bpf', 'eBPF (host)'], ['p1-kmod', 'kmod (guest 6.12)']];
+  const p1 = [['p1-none', 'none (host)'], ['p1-bpf', 'eBPF (host)'], ['p1-kmod', 'kmod (guest 6.12, TCG)']];
   for (const [name, prov] of p1) {
     add('P1', 'first lookup() / first remoteAddress', prov, name, (x) => x.firstLookupRatio, 'x', le(1.3));
     add('P1', 'first realRemoteAddress / first remoteAddress', prov, name, (x) => x.firstRealRatio, 'x', le(1.3));
-    add('P1', 'cached realRemoteAddress read', prov, name, (x) => x.cachedRealNs, 'ns', le(50));
+    // under TCG every instruction is emulated: an absolute time there says nothing about hardware
+    const tcg = name === 'p1-kmod';
+    add('P1', `cached realRemoteAddress read${tcg ? ' (TCG-emulated, not judged)' : ''}`, prov, name, (x) => x.cachedRealNs, 'ns', tcg ? undefined : le(50));
     add('P1', 'cached realRemoteAddress / cached remoteAddress', prov, name, (x) => x.cachedRealRatio, 'x');
   }
-  add('P2', 'accepts/s with node-toa / without', 'none (host)', 'p2-none', (x) => x.ratio, 'x', ge(0.97));
-  add('P2', 'accepts/s with node-toa / without', 'eBPF (host), IPv4 TOA', 'p2-bpf', (x) => x.ratio, 'x', ge(0.97));
-  const p3 = [['bpf-host', 'eBPF vs none (host)'], ['bpf-guest', 'eBPF vs none (guest 6.12)'], ['kmod', 'kmod vs none (guest 6.12)']];
+  for (const [name, prov] of [['p2-none', 'none (host)'], ['p2-bpf', 'eBPF (host), IPv4 TOA']]) {
+    add('P2', 'accepts per server CPU-second, with node-toa / without', prov, name, (x) => x.ratio, 'x', ge(0.97));
+    add('P2', 'accepts/s wall clock, with / without (shared machine: not judged)', prov, name, (x) => x.wallRatio, 'x');
+  }
+  const p3 = [['bpf-host', 'eBPF vs none (host)'], ['bpf-guest', 'eBPF vs none (guest 6.12, TCG)'], ['kmod', 'kmod vs none (guest 6.12, TCG)']];
   for (const [k, prov] of p3) {
-    const setup = k === 'bpf-host' ? 'p3-setup-bpf' : `guest`;
+    const setup = k === 'bpf-host' ? 'p3-setup-bpf' : 'guest';
     const pn = k === 'bpf-host' ? 'p3-peername-bpf' : 'guest';
     const g = (f) => (x) => (k === 'bpf-host' ? f(x) : x[k] && f(x[k]));
-    add('P3', 'connection setup rate, TOA present', prov, setup, g((x) => (x.setup ?? x).ratio), 'x', ge(0.97));
-    add('P3', 'getpeername cost, TOA present', prov, pn, g((x) => (x.peername ?? x).toa?.ratio), 'x', le(1.15));
-    add('P3', 'getpeername cost, no TOA', prov, pn, g((x) => (x.peername ?? x).noToa?.ratio), 'x', le(1.15));
+    const su = (x) => x.setup ?? x;
+    const pe = (x) => x.peername ?? x;
+    add('P3', 'connections set up per CPU-second (client+server), TOA present', prov, setup, g((x) => su(x).ratio), 'x', ge(0.97));
+    add('P3', 'connections set up per second, wall clock (not judged)', prov, setup, g((x) => su(x).wallRatio), 'x');
+    add('P3', 'getpeername CPU time, TOA present', prov, pn, g((x) => pe(x).toa?.ratio), 'x', le(1.15));
+    add('P3', 'getpeername CPU time, no TOA', prov, pn, g((x) => pe(x).noToa?.ratio), 'x', le(1.15));
+    add('P3', 'getsockopt(TOA_SO_GET_INFO) / getpeername CPU time with the provider (why P1 misses)', prov, pn,
+      g((x) => pe(x).toa?.infoVsPeername), 'x');
   }
   const p4 = [
     ['kmod (guest 6.12)', 'guest', (x) => x.memory],
@@ -109,6 +119,10 @@ function rows() {
     add('P4', 'kernel bytes/connection, IPv4 TOA', prov, secName, pick('ipv4'), 'B', le(64));
     add('P4', 'kernel bytes/connection, IPv6 TOA', prov, secName, pick('ipv6'), 'B', le(64));
     add('P4', 'kernel bytes/connection, no TOA', prov, secName, pick('none'), 'B', le(0, '0 B'));
+    if (prov.startsWith('eBPF')) {
+      add('P4', 'kernel bytes/TOA connection by construction (BTF struct sizes, kmalloc classes)', prov, secName,
+        (x) => { const n = mem(x)?.fromStructs?.perSocket; return n ? summary([n]) : undefined; }, 'B', le(64));
+    }
   }
   return out;
 }
@@ -146,7 +160,7 @@ async function main() {
   results.meta.tools = tools;
 
   await section('p1-none', 30000, () => host.p1Plain({ rounds: R(12), k: 200 }));
-  await section('p2-none', 40000, () => host.p2(tools, { rounds: R(10), ms: 1000, conc: 16 }));
+  await section('p2-none', 40000, () => host.p2(tools, { rounds: R(16), ms: 600, conc: 16 }));
 
   let env;
   await section('host-bpf-setup', 10000, async () => {
@@ -155,10 +169,10 @@ async function main() {
   });
   if (env) {
     await section('p1-bpf', 40000, () => host.p1Bpf(env, { rounds: R(10), k: 150 }));
-    await section('p2-bpf', 40000, () => host.p2(tools, { rounds: R(10), ms: 1000, conc: 16, env }));
-    await section('p3-setup-bpf', 40000, () => host.p3SetupBpf(env, { rounds: R(12), ms: 700, conc: 16 }));
-    await section('p3-peername-bpf', 30000, () => host.p3PeernameBpf(env, { rounds: R(10), conns: 200, iters: 200000 }));
-    await section('p4-bpf', 40000, () => host.p4Bpf(env, { rounds: R(6), conns: 3000 }));
+    await section('p2-bpf', 40000, () => host.p2(tools, { rounds: R(16), ms: 600, conc: 16, env }));
+    await section('p3-setup-bpf', 30000, () => host.p3SetupBpf(env, { rounds: R(16), ms: 500, conc: 16 }));
+    await section('p3-peername-bpf', 30000, () => host.p3PeernameBpf(env, { rounds: R(20), conns: 200, iters: 50000 }));
+    await section('p4-bpf', 30000, () => host.p4Bpf(env, { rounds: R(4), conns: 3000 }));
     results.sections['host-bpf-counters'] = await env.backend.counters().catch((e) => ({ error: e.message }));
     await env.backend.detach();
   }

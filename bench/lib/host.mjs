@@ -2,9 +2,10 @@
 // P3 (kernel cost) and P4 (memory). The eBPF backend is attached only to
 // cgroups made here, and every process whose sockets it should see is
 // started inside one of them.
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  BenchError, LineProc, attachBackend, attachClientOption, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
+  BenchError, LineProc, attachBackend, attachClientOption, distModule, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
 } from './sys.mjs';
 import { abOrder, ratios, summary } from './stats.mjs';
 
@@ -86,12 +87,41 @@ async function startP2Server(variant, cgroup) {
   return { p, port };
 }
 
-function loadgen(tools, port, ms, conc, cgroup) {
+/** One load-generator run: connections, their wall rate and the generator's own CPU time. */
+export function loadgen(tools, port, ms, conc, cgroup) {
   const args = ['loadgen', '127.0.0.1', String(port), String(conc), String(ms)];
   const out = cgroup ? inCgroup(cgroup, tools.probe, args) : sh(tools.probe, args);
-  const m = /conns (\d+) failed (\d+) ms ([\d.]+)/.exec(out);
+  const m = /conns (\d+) failed (\d+) ms ([\d.]+) cpu_us (\d+)/.exec(out);
   if (!m) throw new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`);
-  return Number(m[1]) / (Number(m[3]) / 1000);
+  const conns = Number(m[1]);
+  if (!conns) throw new BenchError('ELOADGEN', `no connection completed: ${out}`);
+  return { conns, rate: conns / (Number(m[3]) / 1000), cpuUs: Number(m[4]) };
+}
+
+/**
+ * Rounds of A then B (ABBA...). `measure(side)` returns { rate, cpuUs, conns }.
+ * Two figures per side: the wall-clock rate, and connections per CPU-second
+ * of the processes involved, which other tenants of the machine cannot
+ * inflate by preempting us.
+ */
+export async function abRates(rounds, measure) {
+  const wall = { a: [], b: [] };
+  const perCpu = { a: [], b: [] };
+  for (let r = 0; r < rounds; r++) {
+    for (const side of abOrder(r)) {
+      const m = await measure(side);
+      wall[side].push(m.rate);
+      perCpu[side].push(m.conns / (m.cpuUs / 1e6));
+    }
+  }
+  return {
+    plainRate: summary(wall.a),
+    toaRate: summary(wall.b),
+    wallRatio: summary(ratios(wall.b, wall.a)),
+    plainPerCpuSecond: summary(perCpu.a),
+    toaPerCpuSecond: summary(perCpu.b),
+    ratio: summary(ratios(perCpu.b, perCpu.a)),
+  };
 }
 
 /**
@@ -107,19 +137,21 @@ export async function p2(tools, { rounds, ms, conc, env }) {
   try {
     loadgen(tools, a.port, 300, conc, cliCg); // warm-up: JIT, accept queue
     loadgen(tools, b.port, 300, conc, cliCg);
-    const rate = { a: [], b: [] };
-    for (let r = 0; r < rounds; r++) {
-      for (const side of abOrder(r)) rate[side].push(loadgen(tools, (side === 'a' ? a : b).port, ms, conc, cliCg));
-    }
+    // the addon's cost is all in the server process: its CPU per accepted connection
+    const figures = await abRates(rounds, async (side) => {
+      const srv = side === 'a' ? a : b;
+      const s0 = JSON.parse(await srv.p.ask('stats'));
+      const lg = loadgen(tools, srv.port, ms, conc, cliCg);
+      const s1 = JSON.parse(await srv.p.ask('stats'));
+      return { rate: lg.rate, conns: s1.accepted - s0.accepted, cpuUs: s1.cpuUs - s0.cpuUs };
+    });
     const stats = {};
     for (const [name, s] of [['plain', a], ['toa', b]]) {
       stats[name] = JSON.parse(await s.p.ask('stats'));
       if (stats[name].missing) throw new BenchError('EP2', `${name} server read no address on ${stats[name].missing} connections`);
     }
     return {
-      plainRate: summary(rate.a),
-      toaRate: summary(rate.b),
-      ratio: summary(ratios(rate.b, rate.a)),
+      ...figures,
       accepted: stats,
       provider: env ? 'eBPF backend (host), IPv4 TOA on every connection' : 'none',
     };
@@ -130,6 +162,14 @@ export async function p2(tools, { rounds, ms, conc, env }) {
 }
 
 // ---------------------------------------------------------------- P3 (eBPF, host)
+
+/** One setup-rate round against a C acceptor: CPU of acceptor + generator. */
+export async function setupRound(tools, acceptor, ms, conc, cliCg) {
+  const c0 = Number((await acceptor.p.ask('cpu')).split(' ')[1]);
+  const lg = loadgen(tools, acceptor.port, ms, conc, cliCg);
+  const c1 = Number((await acceptor.p.ask('cpu')).split(' ')[1]);
+  return { rate: lg.rate, conns: lg.conns, cpuUs: lg.cpuUs + (c1 - c0) };
+}
 
 /** Connection setup rate: a C accept-and-close loop under the backend vs not. */
 export async function p3SetupBpf(env, { rounds, ms, conc }) {
@@ -144,19 +184,11 @@ export async function p3SetupBpf(env, { rounds, ms, conc }) {
     const before = await env.backend.counters();
     loadgen(tools, a.port, 200, conc, cg.cli4);
     loadgen(tools, b.port, 200, conc, cg.cli4);
-    const rate = { a: [], b: [] };
-    for (let r = 0; r < rounds; r++) {
-      for (const side of abOrder(r)) rate[side].push(loadgen(tools, (side === 'a' ? a : b).port, ms, conc, cg.cli4));
-    }
+    const figures = await abRates(rounds, (side) => setupRound(tools, side === 'a' ? a : b, ms, conc, cg.cli4));
     const after = await env.backend.counters();
     const parsed = after.syn_recv_sock_toa - before.syn_recv_sock_toa;
     if (parsed <= 0) throw new BenchError('EP3', 'the backend decoded no TOA option during the setup-rate run');
-    return {
-      plainRate: summary(rate.a),
-      toaRate: summary(rate.b),
-      ratio: summary(ratios(rate.b, rate.a)),
-      optionsDecoded: parsed,
-    };
+    return { ...figures, optionsDecoded: parsed };
   } finally {
     await a.p.stop();
     await b.p.stop();
@@ -213,10 +245,35 @@ export async function p3PeernameBpf(env, { rounds, conns, iters }) {
 
 // ---------------------------------------------------------------- P4 (eBPF, host)
 
+const KMALLOC_CLASSES = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096];
+const kmallocSize = (n) => KMALLOC_CLASSES.find((c) => c >= n) ?? n;
+
 /**
- * Slab bytes per held connection under the backend minus the same without
- * it, for IPv4 TOA, IPv6 TOA and no TOA. Other tenants of this machine move
- * the slab totals too: rounds alternate and the median is reported.
+ * What socket storage must cost by construction on this kernel, from its
+ * BTF: one element (header up to sdata.data, plus the value) and, for a
+ * socket's first element, the bpf_local_storage that anchors it, each
+ * rounded up to its kmalloc / bpf_mem_alloc size class.
+ */
+export function storageBytesFromBtf(valueSize) {
+  const r = spawnSync('pahole', ['-C', 'bpf_local_storage_elem,bpf_local_storage_data,bpf_local_storage', '/sys/kernel/btf/vmlinux'],
+    { encoding: 'utf8' });
+  if (r.status !== 0 || !r.stdout) return { error: `pahole: ${(r.stderr || '').split('\n')[0] || r.error?.message}` };
+  const blocks = Object.fromEntries(r.stdout.split(/\n(?=struct )/).map((b) => [/^struct (\w+)/.exec(b)?.[1], b]));
+  const offset = (block, member) => Number(new RegExp(`\\b${member}\\b[^;]*;\\s*/\\*\\s*(\\d+)`).exec(block ?? '')?.[1]);
+  const size = (block) => Number(/size: (\d+)/.exec(block ?? '')?.[1]);
+  const elem = offset(blocks.bpf_local_storage_elem, 'sdata') + offset(blocks.bpf_local_storage_data, 'data') + valueSize;
+  const storage = size(blocks.bpf_local_storage);
+  if (!Number.isFinite(elem) || !Number.isFinite(storage)) return { error: 'unexpected pahole output' };
+  return { elemBytes: elem, storageBytes: storage, perSocket: kmallocSize(elem) + kmallocSize(storage) };
+}
+
+/**
+ * Bytes per held connection under the backend minus the same without it,
+ * for IPv4 TOA, IPv6 TOA and no TOA. Socket storage comes from the generic
+ * kmalloc caches (bpf_local_storage_elem + value, and bpf_local_storage on
+ * a socket's first entry); sockets, request socks and skbs have caches of
+ * their own, so only kmalloc-* is compared, which keeps out most of what
+ * other tenants of the machine allocate. Rounds alternate; median reported.
  */
 export async function p4Bpf(env, { rounds, conns }) {
   const { tools, cg } = env;
@@ -224,17 +281,18 @@ export async function p4Bpf(env, { rounds, conns }) {
     const p = new LineProc(tools.probe, ['peercost', '0'], { cgroup: srvCg });
     const port = Number((await p.line(10000)).split(' ')[1]);
     await sleep(50);
-    const before = slabBytes().total;
+    const before = slabBytes().kmalloc;
     const h = new LineProc(tools.probe, ['hold', '127.0.0.1', String(port), String(conns)], { cgroup: cliCg ?? undefined });
     await p.ask(`accept ${conns}`, 30000);
     await h.line(30000);
     await sleep(50);
-    const after = slabBytes().total;
+    const after = slabBytes().kmalloc;
     await h.stop();
     await p.stop();
     return (after - before) / conns;
   };
-  const out = {};
+  // struct toa_info (kmod/uapi/toa.h) is the map's value
+  const out = { fromStructs: storageBytesFromBtf(distModule('native.js').getBinding().TOA_INFO_SIZE) };
   for (const [label, cliCg] of [['ipv4', cg.cli4], ['ipv6', cg.cli6], ['none', null]]) {
     const per = { plain: [], toa: [] };
     for (let r = 0; r < rounds; r++) {
@@ -245,8 +303,8 @@ export async function p4Bpf(env, { rounds, conns }) {
     }
     out[label] = {
       bytesPerConn: summary(per.toa.map((x, i) => x - per.plain[i])),
-      plainSlabPerConn: summary(per.plain),
-      toaSlabPerConn: summary(per.toa),
+      plainKmallocPerConn: summary(per.plain),
+      toaKmallocPerConn: summary(per.toa),
     };
   }
   return out;

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { BenchError, LineProc, onCleanup, sh, sleep, slabBytes } from './sys.mjs';
 import { abOrder, ratios, summary } from './stats.mjs';
+import { abRates, loadgen, setupRound } from './host.mjs';
 
 export class Kmod {
   constructor(ko) {
@@ -42,34 +43,24 @@ export class Kmod {
   }
 }
 
-function loadgen(tools, port, ms, conc, cgroup) {
-  const args = ['loadgen', '127.0.0.1', String(port), String(conc), String(ms)];
-  const out = sh('sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, tools.probe, ...args]);
-  const m = /conns (\d+) failed (\d+) ms ([\d.]+)/.exec(out);
-  if (!m) throw new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`);
-  return Number(m[1]) / (Number(m[3]) / 1000);
-}
-
 export async function p3SetupKmod(kmod, env, { rounds, ms, conc }) {
   const { tools, cg } = env;
   const p = new LineProc(tools.probe, ['acceptor', '0'], { cgroup: cg.plain });
-  const port = Number((await p.line(20000)).split(' ')[1]);
-  const rate = { a: [], b: [] };
+  const acceptor = { p, port: Number((await p.line(20000)).split(' ')[1]) };
   let decoded = 0;
   try {
-    loadgen(tools, port, 300, conc, cg.cli4);
-    for (let r = 0; r < rounds; r++) {
-      for (const side of abOrder(r)) {
-        await kmod.set(side === 'b');
-        rate[side].push(loadgen(tools, port, ms, conc, cg.cli4));
-        if (side === 'b') decoded += kmod.stats().syn_recv_sock_toa;
-      }
-    }
+    loadgen(tools, acceptor.port, 300, conc, cg.cli4);
+    const figures = await abRates(rounds, async (side) => {
+      await kmod.set(side === 'b');
+      const m = await setupRound(tools, acceptor, ms, conc, cg.cli4);
+      if (side === 'b') decoded += kmod.stats().syn_recv_sock_toa;
+      return m;
+    });
+    if (!decoded) throw new BenchError('EP3', 'the module decoded no TOA option during the setup-rate run');
+    return { ...figures, optionsDecoded: decoded };
   } finally {
     await p.stop();
   }
-  if (!decoded) throw new BenchError('EP3', 'the module decoded no TOA option during the setup-rate run');
-  return { plainRate: summary(rate.a), toaRate: summary(rate.b), ratio: summary(ratios(rate.b, rate.a)), optionsDecoded: decoded };
 }
 
 export async function p3PeernameKmod(kmod, env, { rounds, conns, iters }) {

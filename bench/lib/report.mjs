@@ -35,14 +35,21 @@ export function markdown(rows, meta) {
   }
   const missed = rows.filter((r) => status(r) === 'MISSED');
   lines.push('');
-  lines.push(missed.length
-    ? `Missed: ${missed.map((r) => `${r.id} ${r.label} (${r.provider})`).join('; ')}.`
-    : 'Every measured target is met.');
+  const judged = rows.filter((r) => ['met', 'MISSED'].includes(status(r)));
+  lines.push(!judged.length ? 'No target could be judged: nothing was measured.'
+    : missed.length ? `Missed: ${missed.map((r) => `${r.id} ${r.label} (${r.provider})`).join('; ')}.`
+      : 'Every measured target is met.');
   lines.push('');
   lines.push(`Measured ${meta.date} on ${meta.host}: ${meta.cpus} shared CPUs, kernel ${meta.kernel}, Node ${meta.node}` +
-    `${meta.guest ? `; guest ${meta.guest}` : ''}. Ratios are taken per round (A and B back to back, order alternating) ` +
-    'and the median of the rounds is shown with their range; absolute times on this shared machine mean little. ' +
-    `A 0 B target is judged met below ${ZERO_BYTES_SLACK} B/connection where it comes from slab totals.`);
+    `${meta.guest ? `; guest ${meta.guest}` : ''}; run time ${meta.runSeconds} s.`);
+  lines.push('');
+  lines.push('How to read it: every ratio is taken per round, A and B back to back in alternating order, and the ' +
+    'median of the rounds is shown with their range. The machine is shared (2 cores, other jobs running), so rates ' +
+    'are judged per CPU-second of the processes involved (loopback softirq work is charged to them: no ' +
+    'IRQ_TIME_ACCOUNTING) and getpeername in thread CPU time; wall-clock rates are shown but not judged. ' +
+    'Guest figures run under QEMU TCG (this machine cannot run KVM guests), which distorts the relative cost of ' +
+    `kernel paths; absolute times there are not judged. A 0 B target is met below ${ZERO_BYTES_SLACK} B/connection ` +
+    'where the figure comes from slab totals; the module\'s figures come from its own entry count times its slab object size.');
   return `${lines.join('\n')}\n`;
 }
 

@@ -235,9 +235,13 @@ export class LineProc {
   }
 }
 
-/** Total bytes held by all slab caches right now (active objects x object size). */
+/**
+ * Bytes held by slab caches right now (active objects x object size): all
+ * of them, and the generic kmalloc-* ones (including -cg- and -rcl-).
+ */
 export function slabBytes() {
   let total = 0;
+  let kmalloc = 0;
   const caches = {};
   for (const line of fs.readFileSync('/proc/slabinfo', 'utf8').split('\n').slice(2)) {
     const f = line.trim().split(/\s+/);
@@ -245,8 +249,9 @@ export function slabBytes() {
     const bytes = Number(f[1]) * Number(f[3]);
     caches[f[0]] = bytes;
     total += bytes;
+    if (/^kmalloc-(cg-|rcl-)?\d+k?$/.test(f[0])) kmalloc += bytes;
   }
-  return { total, caches };
+  return { total, kmalloc, caches };
 }
 
 export function haveExecutable(name) {
