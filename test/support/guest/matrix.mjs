@@ -4,7 +4,7 @@
 //
 //   node test/support/guest/matrix.mjs [--kernel 6.1] [--kernel 5.10,sid]
 //        [--file test/kernel/harness.test.ts] [--inner-timeout 900]
-//        [--allow-skip] [--quiet] [-- <extra vitest args>]
+//        [--env TOA_FUZZ_N=2000] [--allow-skip] [--quiet] [-- <extra vitest args>]
 //
 // Per kernel: resolve + fetch (kernels.mjs), build kmod/ with that kernel's
 // headers and compiler (kmod-build.mjs; chroot.mjs), build the initramfs,
@@ -24,7 +24,7 @@ import { buildKmod } from './kmod-build.mjs';
 import { build as buildLb } from '../lb/index.mjs';
 
 function parseArgs(argv) {
-  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [] };
+  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [], env: {} };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -35,10 +35,14 @@ function parseArgs(argv) {
     if (a === '--kernel' || a === '-k') o.kernels.push(...val().split(','));
     else if (a === '--file' || a === '-f') o.files.push(val());
     else if (a === '--inner-timeout') o.innerTimeoutS = Number(val());
-    else if (a === '--allow-skip') o.allowSkip = true;
+    else if (a === '--env' || a === '-e') {
+      const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(val());
+      if (!m) throw new HarnessError('EUSAGE', '--env takes NAME=value');
+      o.env[m[1]] = m[2];
+    } else if (a === '--allow-skip') o.allowSkip = true;
     else if (a === '--quiet' || a === '-q') o.quiet = true;
     else if (a === '--help' || a === '-h') {
-      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 17).join('\n'));
+      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 18).join('\n'));
       process.exit(0);
     } else throw new HarnessError('EUSAGE', `unknown argument ${a}`);
   }
@@ -171,7 +175,7 @@ async function runKernel(kernel, opts, shared) {
     entry.wallMs = Date.now() - t0;
     return entry;
   }
-  const env = { TOA_KERNEL: k.kver, CI: '1' };
+  const env = { ...opts.env, TOA_KERNEL: k.kver, CI: '1' };
   if (kmod.ko) Object.assign(env, { TOA_KMOD: kmod.ko, TOA_KMOD_KO: kmod.ko });
   if (shared.bpfObj) env.TOA_BPF_OBJ = shared.bpfObj;
   console.log(`[${kernel.id}] booting ${k.kver} (${k.packages.image})`);
@@ -244,7 +248,7 @@ async function main() {
   await withLock(lockFile('summary'), () => {
     const prev = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { kernels: [] };
     const mine = new Set(results.map((r) => r.id));
-    for (const r of results) r.selection = { files: opts.files, extra: opts.extra, runTotalMs: summary.totalMs };
+    for (const r of results) r.selection = { files: opts.files, extra: opts.extra, env: opts.env, runTotalMs: summary.totalMs };
     const kernels = [...(prev.kernels ?? []).filter((r) => !mine.has(r.id)), ...results]
       .sort((a, b) => KERNELS.findIndex((k) => k.id === a.id) - KERNELS.findIndex((k) => k.id === b.id));
     fs.writeFileSync(out, JSON.stringify({ ...summary, kernels, lastRun: path.relative(projectRoot, runDir) }, null, 2));
