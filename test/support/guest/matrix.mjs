@@ -42,7 +42,7 @@ function parseArgs(argv) {
     } else if (a === '--allow-skip') o.allowSkip = true;
     else if (a === '--quiet' || a === '-q') o.quiet = true;
     else if (a === '--help' || a === '-h') {
-      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 18).join('\n'));
+      console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 16).join('\n'));
       process.exit(0);
     } else throw new HarnessError('EUSAGE', `unknown argument ${a}`);
   }
