@@ -180,11 +180,15 @@ async function runKernel(kernel, opts, shared) {
   if (shared.bpfObj) env.TOA_BPF_OBJ = shared.bpfObj;
   console.log(`[${kernel.id}] booting ${k.kver} (${k.packages.image})`);
   // one guest at a time on this machine, whoever started the matrix
-  const outcome = await withLock(lockFile('guest'), () => runGuest(k, {
-    initramfs, resultsDir, env, innerTimeoutS: opts.innerTimeoutS,
-    vitestArgs: [...opts.files, ...opts.extra],
-    onConsole: (line) => { if (!opts.quiet) console.log(`[${kernel.id}] ${line}`); },
-  }), { onWait: (pid) => console.log(`[${kernel.id}] waiting for the guest of process ${pid} to finish`) });
+  const waitFrom = Date.now();
+  const outcome = await withLock(lockFile('guest'), () => {
+    entry.waitedMs = Date.now() - waitFrom;
+    return runGuest(k, {
+      initramfs, resultsDir, env, innerTimeoutS: opts.innerTimeoutS,
+      vitestArgs: [...opts.files, ...opts.extra],
+      onConsole: (line) => { if (!opts.quiet) console.log(`[${kernel.id}] ${line}`); },
+    });
+  }, { onWait: (pid) => console.log(`[${kernel.id}] waiting for the guest of process ${pid} to finish`) });
   entry.resultsDir = path.relative(projectRoot, resultsDir);
   const consoleText = fs.readFileSync(path.join(resultsDir, 'console.log'), 'utf8');
   const dmesgFile = path.join(resultsDir, 'dmesg.txt');
@@ -209,7 +213,8 @@ async function runKernel(kernel, opts, shared) {
   for (const f of report.files.filter((x) => x.status === 'failed' && x.message)) entry.reasons.push(`${f.file}: ${f.message.split('\n')[0]}`);
   if (report.skipped && !opts.allowSkip) entry.reasons.push(`${report.skipped} test(s) skipped (not allowed: prerequisites must fail loudly)`);
   entry.status = entry.reasons.length ? 'fail' : 'pass';
-  entry.wallMs = Date.now() - t0;
+  // time spent waiting for another run's guest is not this kernel's cost
+  entry.wallMs = Date.now() - t0 - entry.waitedMs;
   if (entry.status === 'fail') {
     console.error(`\n[${kernel.id}] FAILED on ${k.kver}: ${entry.reasons.join('; ')}`);
     for (const f of report.files) {
