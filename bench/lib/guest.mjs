@@ -70,7 +70,7 @@ async function guestLock(deadline, log) {
       }
       if (!told) log(`waiting for the guest lock held by pid ${owner}`);
       told = true;
-      await sleep(500);
+      await sleep(200);
     }
   }
   const release = () => {
@@ -83,7 +83,7 @@ async function guestLock(deadline, log) {
 const TROUBLE = /\b(Oops|BUG:|Kernel panic|Call Trace:|WARNING: CPU|general protection fault|soft lockup|hung_task|RCU stall)/;
 
 // what the guest job needs once booted, full run (quick: about half)
-const GUEST_NEEDS_MS = 170000;
+const GUEST_NEEDS_MS = 190000;
 
 export async function guestBench(tools, { quick, log, deadlineMs: budgetMs }) {
   const start = Date.now();
