@@ -411,6 +411,12 @@ export function lifecycleSuite(tag: string) {
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(/ERR_INVALID_ARG_VALUE: trusted: prefix/)]);
       r = await cli(['frobnicate']);
       expect(r.code).toBe(2);
+      r = await cli(['status', '--bpftool', '/nonexistent/bpftool', ...common]);
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NO_BPFTOOL: bpftool not executable/)]);
+      r = await cli(['attach', '--cgroup', box.cgroup, '--object', '/nonexistent/toa.bpf.o', ...common]);
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NO_OBJECT: \/nonexistent\/toa.bpf.o is missing/)]);
+      r = await cli(['set', '--trusted', '', ...common]);
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NOT_LOADED/)]);
       r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), '--ipv4-kinds', '254,200',
         '--trusted', '203.0.113.7/24, 2001:db8:70a::/48', ...common]);
       expect(r.err).toBe('');
