@@ -53,9 +53,10 @@
 
 /*
  * Hook arguments. tcp_v{4,6}_syn_recv_sock(sk, skb, req, dst, req_unhash,
- * own_req) has had this shape since 4.4 (own_req added then); the
- * child is only ours to remember when *own_req is true, otherwise the kernel
- * frees it through sock_put() without a destroy callback.
+ * own_req) has had this shape since 4.4 (own_req added then); 7.x appends a
+ * 7th argument (opt_child_init), positions 1 and 5 are unchanged. The child
+ * is only ours to remember when *own_req is true, otherwise the kernel frees
+ * it through sock_put() without a destroy callback.
  */
 #define TOA_SYNRECV_ARG_SKB	1
 #define TOA_SYNRECV_ARG_OWN_REQ	5
