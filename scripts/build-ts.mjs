@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
-const entries = ['index', 'register'];
+// [ESM wrapper name, CommonJS module it re-exports]
+const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index']];
 
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
@@ -18,15 +19,15 @@ writeFileSync(join(root, 'dist/cjs/package.json'), '{ "type": "commonjs" }\n');
 if (existsSync(join(root, 'dist/cjs/cli.js'))) chmodSync(join(root, 'dist/cjs/cli.js'), 0o755);
 
 mkdirSync(join(root, 'dist/esm'), { recursive: true });
-for (const entry of entries) {
-  const names = Object.keys(require(join(root, 'dist/cjs', `${entry}.js`))).filter((n) => n !== '__esModule');
+for (const [entry, target] of entries) {
+  const names = Object.keys(require(join(root, 'dist/cjs', `${target}.js`))).filter((n) => n !== '__esModule');
   const js = [
-    `import cjs from '../cjs/${entry}.js';`,
+    `import cjs from '../cjs/${target}.js';`,
     names.length ? `export const { ${names.join(', ')} } = cjs;` : '',
     'export default cjs;',
     '',
   ].filter((line, i) => line || i === 3);
   writeFileSync(join(root, 'dist/esm', `${entry}.js`), js.join('\n'));
   writeFileSync(join(root, 'dist/esm', `${entry}.d.ts`),
-    `export * from '../cjs/${entry}.js';\nimport * as cjs from '../cjs/${entry}.js';\nexport default cjs;\n`);
+    `export * from '../cjs/${target}.js';\nimport * as cjs from '../cjs/${target}.js';\nexport default cjs;\n`);
 }

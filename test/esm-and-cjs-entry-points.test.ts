@@ -53,6 +53,16 @@ console.log(JSON.stringify({ same: esm.lookup === cjs.lookup }));`);
   expect(JSON.parse(stdout)).toEqual({ same: true });
 });
 
+it('node-toa/bpf: the eBPF loader API, from ESM and CommonJS', async () => {
+  writeFileSync(join(dir, 'bpf.mjs'), `
+import { createRequire } from 'node:module';
+import * as esm from 'node-toa/bpf';
+const cjs = createRequire(import.meta.url)('node-toa/bpf');
+console.log(JSON.stringify({ same: esm.attach === cjs.attach, fns: ['attach', 'detach', 'status', 'configure'].every((f) => typeof esm[f] === 'function') }));`);
+  const { stdout } = await run(process.execPath, ['bpf.mjs'], { cwd: dir });
+  expect(JSON.parse(stdout)).toEqual({ same: true, fns: true });
+});
+
 it.each([
   ['module', 'nodenext', 'consumer.mts'],
   ['commonjs', 'node16', 'consumer.cts'],
