@@ -506,9 +506,13 @@ export async function runBpfCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const { cmd, flags } = parsed;
-  if (!cmd || flags.has('--help') || flags.has('-h')) {
-    (cmd ? process.stdout : process.stderr).write(`${USAGE}\n`);
-    return cmd ? 0 : 2;
+  if (flags.has('--help') || flags.has('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!cmd) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
   }
   const common: BpfOptions = { pinDir: str(flags, '--pin-dir'), bpftool: str(flags, '--bpftool') };
   try {
