@@ -248,8 +248,10 @@ async function main() {
     kernels: results,
   };
   fs.writeFileSync(path.join(runDir, 'kernel-matrix.json'), JSON.stringify(summary, null, 2));
-  // the shared summary keeps the latest entry per kernel; each entry says what it ran
-  const out = path.join(cacheRoot, 'results', 'kernel-matrix.json');
+  // the shared summary keeps the latest whole-suite entry per kernel (runs of
+  // selected files go to kernel-matrix-partial.json); each entry says what it ran
+  const partial = opts.files.length > 0 || opts.extra.length > 0;
+  const out = path.join(cacheRoot, 'results', partial ? 'kernel-matrix-partial.json' : 'kernel-matrix.json');
   await withLock(lockFile('summary'), () => {
     const prev = fs.existsSync(out) ? JSON.parse(fs.readFileSync(out, 'utf8')) : { kernels: [] };
     const mine = new Set(results.map((r) => r.id));
