@@ -137,10 +137,13 @@ function finish(code) {
   const table = rows();
   results.table = table.map((r) => ({ ...r, status: status(r) }));
   const dir = path.join(root, 'bench', 'results');
-  fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   const md = markdown(table, results.meta);
-  if (!QUICK) fs.writeFileSync(path.join(dir, 'README-table.md'), md);
+  // a run that measured nothing (missing build, not root) keeps the last results
+  if (Object.keys(results.sections).length) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+    if (!QUICK) fs.writeFileSync(path.join(dir, 'README-table.md'), md);
+  }
   process.stdout.write(`\n${terminal(table)}\n\n${md.split('\n').filter((l) => !l.startsWith('|')).join('\n').trim()}\n`);
   const errs = Object.entries(results.errors);
   if (errs.length) {

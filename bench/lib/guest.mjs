@@ -112,7 +112,8 @@ R=/mnt/results
 ip link set lo up
 for m in veth tun; do modprobe $m || echo "bench: modprobe $m failed" >> $R/job.err; done
 cd '${root}'
-timeout -k 5 ${innerS} node bench/guest-job.mjs '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${quick ? 1 : 0} 2>> $R/job.err
+# progress lines also go to the serial console, where the host shows them
+timeout -k 5 ${innerS} node bench/guest-job.mjs '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${quick ? 1 : 0} 2> >(tee -a $R/job.err > /dev/console)
 echo $? > $R/rc
 dmesg > $R/dmesg.txt
 `);
@@ -133,7 +134,7 @@ dmesg > $R/dmesg.txt
   const onData = (d) => {
     fs.writeSync(consoleLog, d);
     consoleText += d.toString('utf8');
-    for (const line of d.toString('utf8').split('\n')) if (/^\[guest /.test(line)) log(line.trim());
+    for (const line of d.toString('utf8').split('\n')) if (/^\[guest /.test(line.trim())) log(line.trim());
   };
   qemu.stdout.on('data', onData);
   qemu.stderr.on('data', onData);
