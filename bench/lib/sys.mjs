@@ -1,7 +1,7 @@
 // Processes, cgroups and BPF attachments the bench creates, and the promise
 // that every one of them is gone when the bench exits (normally, by an
 // error, or by Ctrl-C).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -252,13 +252,4 @@ export function slabBytes() {
     if (/^kmalloc-(cg-|rcl-)?\d+k?$/.test(f[0])) kmalloc += bytes;
   }
   return { total, kmalloc, caches };
-}
-
-export function haveExecutable(name) {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'pipe' });
-    return true;
-  } catch {
-    return false;
-  }
 }
