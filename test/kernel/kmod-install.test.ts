@@ -1,0 +1,44 @@
+// `make install` puts the module where modprobe finds it, for the running
+// kernel, and `modprobe toa` / `modprobe -r toa` load and unload it.
+// Uses the module built on the host for this kernel (no compiler in the guest):
+// make install only builds when there is no toa.ko.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, it, expect, afterAll } from 'vitest';
+import { kernelLog, kernelTrouble, koPath, loaded, rmmod } from '../spec/kmod';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('make install + modprobe', () => {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'toa-install-'));
+  const installed = `/lib/modules/${os.release()}/updates/toa.ko`;
+
+  afterAll(() => {
+    if (loaded()) rmmod();
+    fs.rmSync(installed, { force: true });
+    spawnSync('depmod', ['-a']);
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('installs under updates/, runs depmod, and modprobe loads it', () => {
+    if (loaded()) rmmod();
+    fs.cpSync(path.join(root, 'kmod'), work, { recursive: true, filter: (s) => !/\.(o|ko|mod|cmd)$/.test(s) });
+    fs.copyFileSync(koPath(), path.join(work, 'toa.ko'));
+    const out = execFileSync('make', ['-C', work, 'install'], { encoding: 'utf8' });
+    expect(out).toContain(`installed /lib/modules/${os.release()}/updates/toa.ko`);
+    expect(fs.existsSync(installed)).toBe(true);
+    expect(execFileSync('modinfo', ['-n', 'toa'], { encoding: 'utf8' }).trim()).toBe(installed);
+
+    const before = (kernelLog().match(/toa load success/g) ?? []).length;
+    execFileSync('modprobe', ['toa', 'ipv4_kinds=200,254']);
+    expect(loaded()).toBe(true);
+    expect(fs.readFileSync('/sys/module/toa/parameters/ipv4_kinds', 'utf8').trim()).toBe('200,254');
+    expect((kernelLog().match(/toa load success/g) ?? []).length).toBe(before + 1);
+    execFileSync('modprobe', ['-r', 'toa']);
+    expect(loaded()).toBe(false);
+    expect(kernelTrouble()).toEqual([]);
+  }, 120_000);
+});
