@@ -119,12 +119,18 @@ describe(`guest harness on ${os.release()}`, () => {
       expect(ack!.rawOptions.toString('hex')).toBe(o);
     });
     // The control handshake completes and the server answers it.
-    expect(results[0].connected).toBe(true);
+    expect(results[0]).toMatchObject({ connected: true, segmentsDropped: false });
     expect(results[0].reply.toString()).toBe('echo:#0\n');
-    // Malformed ones may be dropped by some kernels (6.12 drops invalid
-    // lengths); whatever completes must be answered by the server.
-    for (const r of results.filter((x) => x.connected)) expect(r.reply.toString()).toBe(`echo:#${r.index}\n`);
-    console.log(`malformed handshakes connected on ${os.release()}: ${results.map((r) => (r.connected ? 1 : 0)).join('')}`);
+    // Some kernels drop segments with invalid option lengths (6.12): then
+    // the SYN-ACK comes again and a bare ACK completes the handshake. Either
+    // way every handshake ends well before the timeout, and data that got
+    // through is answered.
+    for (const r of results) {
+      expect(r.timedOut, `handshake ${r.index}`).toBe(false);
+      expect(r.connected, `handshake ${r.index}`).toBe(true);
+      expect(r.reply.toString(), `handshake ${r.index}`).toBe(r.segmentsDropped ? '' : `echo:#${r.index}\n`);
+    }
+    console.log(`malformed handshakes whose segments ${os.release()} dropped: ${results.map((r) => (r.segmentsDropped ? 1 : 0)).join('')}`);
   });
 
   it('crafts a batch of 2000 handshakes (fuzz throughput under TCG)', async () => {

@@ -58,6 +58,7 @@ export interface CraftResult {
   serverFin: boolean;
   rst: boolean;
   timedOut: boolean;
+  segmentsDropped: boolean;
   ms: number;
   reply: Buffer;
 }

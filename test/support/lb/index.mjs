@@ -410,7 +410,7 @@ export class LoadBalancer {
     const r = await this.helper.command(`craft ${specs.length} ${timeoutMs} ${window}`, lines.join('\n') + (lines.length ? '\n' : ''));
     const results = new Array(specs.length);
     for (const row of r.rows) {
-      const [, idx, synack, acked, sent, fin, rst, timeout, ms, reply] = row.split(' ');
+      const [, idx, synack, acked, sent, fin, rst, timeout, ms, resent, reply] = row.split(' ');
       const i = Number(idx);
       const replyBuf = reply === '-' ? Buffer.alloc(0) : Buffer.from(reply, 'hex');
       results[i] = {
@@ -422,6 +422,9 @@ export class LoadBalancer {
         serverFin: fin === '1',
         rst: rst === '1',
         timedOut: timeout === '1',
+        // the server never took any segment after the SYN and retransmitted
+        // its SYN-ACK; a bare ACK then completed the handshake
+        segmentsDropped: resent === '1',
         ms: Number(ms),
         reply: replyBuf,
         // only an established server socket acknowledges data/FIN or sends data

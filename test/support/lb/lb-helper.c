@@ -397,7 +397,7 @@ struct cstate {
 	int spec;		/* index into specs, -1 when the slot is free */
 	uint64_t start;
 	uint32_t isn, snd_nxt, rcv_nxt, acked_to;
-	int synack, fin_rcvd, rst, fin_sent;
+	int synack, fin_rcvd, rst, fin_sent, resent;
 	uint8_t reply[64];
 	int reply_n;
 };
@@ -591,9 +591,9 @@ static int conn_done(const struct cstate *c)
 static void report(struct spec *specs, struct cstate *c, int timeout)
 {
 	(void)specs;
-	printf("r %d %d %u %u %d %d %d %llu ", c->spec, c->synack,
+	printf("r %d %d %u %u %d %d %d %llu %d ", c->spec, c->synack,
 	       c->acked_to - c->isn - 1, c->snd_nxt - c->isn - 1,
-	       c->fin_rcvd, c->rst, timeout, (unsigned long long)(now_ms() - c->start));
+	       c->fin_rcvd, c->rst, timeout, (unsigned long long)(now_ms() - c->start), c->resent);
 	puthex(c->reply, c->reply_n);
 	fputc('\n', stdout);
 }
@@ -679,8 +679,24 @@ static void on_packet(struct spec *specs, struct cstate *slots, int nslots,
 			c->synack = 1;
 			c->rcv_nxt = seq + 1;
 			after_synack(s, c);
+		} else if (!c->resent) {
+			/*
+			 * SYN-ACK retransmitted: every segment we sent after the
+			 * SYN was dropped (any of them would have completed the
+			 * handshake). Complete it with a bare ACK and carry on as
+			 * if nothing had been sent, so the exchange still ends
+			 * cleanly instead of waiting for the timeout.
+			 */
+			c->resent = 1;
+			c->snd_nxt = c->isn + 1;
+			c->fin_sent = 0;
+			send_seg(s, c->snd_nxt, c->rcv_nxt, TH_ACK, NULL, 0, NULL, 0);
+			if (!(s->flags & F_KEEP)) {
+				send_seg(s, c->snd_nxt, c->rcv_nxt, TH_ACK | TH_FIN, NULL, 0, NULL, 0);
+				c->snd_nxt++;
+				c->fin_sent = 1;
+			}
 		} else {
-			/* SYN-ACK retransmitted: our final ACK was dropped */
 			send_seg(s, c->snd_nxt, c->rcv_nxt, TH_ACK, NULL, 0, NULL, 0);
 		}
 		return;
