@@ -417,6 +417,14 @@ export function lifecycleSuite(tag: string) {
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NO_OBJECT: \/nonexistent\/toa.bpf.o is missing/)]);
       r = await cli(['set', '--trusted', '', ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NOT_LOADED/)]);
+      const getuid = process.getuid;
+      process.getuid = () => 1000;
+      try {
+        r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), ...common]);
+      } finally {
+        process.getuid = getuid;
+      }
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NOT_ROOT/)]);
       r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), '--ipv4-kinds', '254,200',
         '--trusted', '203.0.113.7/24, 2001:db8:70a::/48', ...common]);
       expect(r.err).toBe('');
