@@ -219,11 +219,7 @@ static __always_inline enum toa_parse parse_toa(struct bpf_sock_ops *skops,
 	return PARSE_FOUND;
 }
 
-/*
- * The balancer's address as a key of the trusted-range trie: IPv4 sources
- * become ::ffff:a.b.c.d, which is what an IPv4 peer of a dual-stack socket
- * already looks like, so one trie serves both families.
- */
+/* The balancer as toa.h reports it: an IPv4 address fills 4 bytes. */
 static __always_inline void peer_of(struct bpf_sock_ops *skops,
 				    struct toa_info *ti)
 {
@@ -249,6 +245,11 @@ static __always_inline void peer_of(struct bpf_sock_ops *skops,
 	ti->proxy_family = AF_INET6;
 }
 
+/*
+ * The balancer's address as a key of the trusted-range trie: IPv4 sources
+ * become ::ffff:a.b.c.d, which is what an IPv4 peer of a dual-stack socket
+ * already looks like, so one trie serves both families.
+ */
 static __always_inline int source_trusted(const struct toa_info *ti)
 {
 	struct toa_bpf_cidr key;
