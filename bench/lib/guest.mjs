@@ -66,7 +66,9 @@ async function guestLock(deadline, log) {
         continue;
       }
       if (Date.now() > deadline) {
-        throw new BenchError('EBUSY', `another guest (pid ${owner}, ${file}) kept the machine's one guest slot past the bench's budget`);
+        throw new BenchError('EBUSY', deadline
+          ? `another guest (pid ${owner}, ${file}) kept the machine's one guest slot past the bench's budget`
+          : `another guest (pid ${owner}, ${file}) holds the machine's one guest slot`);
       }
       if (!told && deadline) log(`waiting for the guest lock held by pid ${owner}`);
       told = true;
@@ -118,9 +120,8 @@ R=/mnt/results
 ip link set lo up
 for m in veth tun; do modprobe $m || echo "bench: modprobe $m failed" >> $R/job.err; done
 cd '${root}'
-# progress lines also go to the serial console, where the host shows them
-timeout -k 5 ${innerS} node bench/guest-job.mjs '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${quick ? 1 : 0} 2> >(tee -a $R/job.err > /dev/console)
-echo $? > $R/rc
+# progress lines (stderr) also go to the serial console, where the host shows them
+{ timeout -k 5 ${innerS} node bench/guest-job.mjs '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${quick ? 1 : 0}; echo $? > $R/rc; } 2>&1 | tee -a $R/job.err > /dev/console
 dmesg > $R/dmesg.txt
 `);
   const args = [
@@ -159,7 +160,8 @@ dmesg > $R/dmesg.txt
   if (trouble) throw new BenchError('EKERNEL', `guest kernel reported "${trouble[0]}": see ${dir}/console.log`);
   if (!fs.existsSync(resultFile)) {
     const err = fs.existsSync(path.join(dir, 'job.err')) ? fs.readFileSync(path.join(dir, 'job.err'), 'utf8').slice(-800) : '';
-    throw new BenchError('EGUEST', `guest (exit ${exit}, ${Math.round(wallMs / 1000)} s) wrote no results: ${err || consoleText.slice(-800)}`);
+    const tail = (err || consoleText).replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').trim().split('\n').slice(-6).join(' | ');
+    throw new BenchError('EGUEST', `guest (exit ${exit}, ${Math.round(wallMs / 1000)} s) wrote no results: ${tail}`);
   }
   const res = JSON.parse(fs.readFileSync(resultFile, 'utf8'));
   res.wallSeconds = Math.round(wallMs / 1000);
