@@ -2,8 +2,8 @@
 /*
  * Every kernel-version difference toa.ko cares about, in one place
  * (WireGuard's compat.h style). Each entry: why it matters, and the version
- * that introduced the behaviour. Supported range: 5.4 .. 7.x; built and
- * tested on Debian 5.10, 6.1, 6.12 and sid's newest.
+ * that introduced the behaviour. Compiles on 5.1+ (refused below, see the
+ * #errors); built and tested on Debian 5.10, 6.1, 6.12 and sid's 7.x.
  */
 #ifndef _TOA_COMPAT_H
 #define _TOA_COMPAT_H

@@ -2,6 +2,7 @@
 // freed, the table ends empty, no-TOA connections allocate nothing, and the
 // per-connection cost is measured from the slab cache.
 import fs from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { once } from 'node:events';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
@@ -102,6 +103,9 @@ describe('per-connection memory', () => {
       expect(delta(before, stats()).entry_alloc).toBe(OPEN);
       expect(stats().table_entries).toBe(OPEN);
       expect(tableEntries().length).toBe(OPEN);
+      // /proc/net/toa_table lists only its own namespace's sockets
+      const other = execFileSync('unshare', ['-n', 'cat', '/proc/self/net/toa_table'], { encoding: 'utf8' });
+      expect(other.trim().split('\n')).toEqual(['local remote client kind flags']);
       const size = slabObjectSize();
       console.log(`memory: toa_entry object_size ${size} B per TOA connection (${OPEN} open: ${stats().table_entries} entries)`);
       expect(size).toBeLessThanOrEqual(64);
