@@ -138,10 +138,13 @@ dmesg > $R/dmesg.txt
   const qemu = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const undo = onCleanup(() => qemu.kill('SIGKILL'));
   let consoleText = '';
+  let partial = '';
   const onData = (d) => {
     fs.writeSync(consoleLog, d);
     consoleText += d.toString('utf8');
-    for (const line of d.toString('utf8').split('\n')) if (/^\[guest /.test(line.trim())) log(line.trim());
+    const lines = (partial + d.toString('utf8')).split('\n');
+    partial = lines.pop();
+    for (const line of lines) if (/^\[guest /.test(line.trim())) log(line.trim());
   };
   qemu.stdout.on('data', onData);
   qemu.stderr.on('data', onData);
