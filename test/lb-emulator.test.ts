@@ -158,6 +158,22 @@ describe('LB emulator on the host kernel', () => {
     for (const r of [syn, dataOnly, finData]) expect(r.connected).toBe(true);
   });
 
+  it('finishes handshakes whose option-carrying segments the server drops', async () => {
+    // A TCP-MD5 option on a socket without a key: every kernel drops the segment.
+    const md5 = `1312${'00'.repeat(16)}0101`;
+    const [both, ackOnly] = await lb.craft([
+      { port: srv.port, ackOptions: md5, dataOptions: md5 },
+      { port: srv.port, ackOptions: md5 },
+    ], { timeoutMs: 8000 });
+    // data and ACK lost: the separate FIN completes the handshake, nothing is acked
+    expect(both).toMatchObject({ segmentsDropped: true, connected: true, timedOut: false });
+    expect(both.reply.length).toBe(0);
+    expect(both.ms).toBeLessThan(4000);
+    // only the final ACK lost: the data segment completes the handshake
+    expect(ackOnly).toMatchObject({ segmentsDropped: false, connected: true, timedOut: false });
+    expect(ackOnly.reply.toString()).toBe(`echo:#1\n`);
+  });
+
   it('runs 5000 crafted handshakes in a batch quickly', async () => {
     const t0 = Date.now();
     const results = await lb.craft(Array.from({ length: 5000 }, (_, i) => ({

@@ -133,6 +133,14 @@ describe(`guest harness on ${os.release()}`, () => {
     console.log(`malformed handshakes whose segments ${os.release()} dropped: ${results.map((r) => (r.segmentsDropped ? 1 : 0)).join('')}`);
   });
 
+  it('finishes crafted handshakes whose option-carrying segments this kernel drops', async () => {
+    // TCP-MD5 option on a socket without a key: dropped by every kernel
+    const md5 = `1312${'00'.repeat(16)}0101`;
+    const [r] = await lb.craft([{ port: dual.port, ackOptions: md5, dataOptions: md5 }], { timeoutMs: 10000 });
+    expect(r).toMatchObject({ synAck: true, segmentsDropped: true, connected: true, timedOut: false });
+    expect(r.reply.length).toBe(0);
+  });
+
   it('crafts a batch of 2000 handshakes (fuzz throughput under TCG)', async () => {
     const t0 = Date.now();
     const results = await lb.craft(Array.from({ length: 2000 }, (_, i) => ({

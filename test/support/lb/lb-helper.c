@@ -703,6 +703,24 @@ static void on_packet(struct spec *specs, struct cstate *slots, int nslots,
 	}
 	if (!c->synack)
 		return;
+	if ((flags & TH_ACK) && !plen && !(flags & TH_FIN) && ack == c->isn + 1 &&
+	    seq_after(c->snd_nxt, ack) && !c->resent) {
+		/*
+		 * Established (a later segment completed the handshake) but
+		 * nothing we sent after the SYN is acknowledged: the segments
+		 * carrying the options were dropped. As above, carry on from
+		 * there without them.
+		 */
+		c->resent = 1;
+		c->snd_nxt = c->isn + 1;
+		c->fin_sent = 0;
+		if (!(s->flags & F_KEEP)) {
+			send_seg(s, c->snd_nxt, c->rcv_nxt, TH_ACK | TH_FIN, NULL, 0, NULL, 0);
+			c->snd_nxt++;
+			c->fin_sent = 1;
+		}
+		return;
+	}
 	if ((flags & TH_ACK) && seq_after(ack, c->acked_to) && !seq_after(ack, c->snd_nxt))
 		c->acked_to = ack;
 	if (seq == c->rcv_nxt && (plen || (flags & TH_FIN))) {
