@@ -17,7 +17,7 @@
 //
 // node-toa/register captures the answer when `net.server.socket` is
 // published, i.e. right after 'connection'. To time a *first* read, that
-// captured answer (the kResult symbol slot) is deleted from every socket of
+// captured answer (the kResult / kAddress symbol slots) is deleted from every socket of
 // every set before timing, so all three sets see the same object shapes.
 import net from 'node:net';
 import { createRequire } from 'node:module';
@@ -29,6 +29,7 @@ const require = createRequire(import.meta.url);
 const { lookup } = require(path.join(root, 'dist/cjs/index.js'));
 require(path.join(root, 'dist/cjs/register.js'));
 const kResult = Symbol.for('node-toa.result');
+const kAddress = Symbol.for('node-toa.address');
 
 const [mode, roundsArg, kArg] = process.argv.slice(2);
 const ROUNDS = Number(roundsArg);
@@ -131,7 +132,7 @@ for (let round = 0; round < ROUNDS + WARMUP; round++) {
   const clients = await openConnections(3 * K);
   const sets = { remote: [], lookup: [], real: [] };
   accepted.forEach((s, i) => sets[NAMES[i % 3]].push(s));
-  for (const s of accepted) delete s[kResult];
+  for (const s of accepted) { delete s[kResult]; delete s[kAddress]; }
   const order = NAMES.map((_, i) => NAMES[(i + round) % 3]);
   const first = timeSets(order, sets, 1);
   const cached = timeSets(order, sets, CACHED_PASSES);

@@ -15,7 +15,7 @@ namespace {
 // the same indices.
 enum Meta {
   kErrno, kSyscall, kSource, kFamily, kPort, kFlags, kOptKind,
-  kProxyFamily, kProxyPort, kNotTcp, kDomain, kType, kMetaLength
+  kProxyFamily, kProxyPort, kNotTcp, kDomain, kType, kComplete, kMetaLength
 };
 
 int FamilyNumber(int af) { return af == AF_INET6 ? 6 : 4; }
@@ -38,22 +38,23 @@ Napi::Value AddressString(Napi::Env env, const sockaddr_storage& ss,
   return Napi::String::New(env, buf);
 }
 
-// query(fd, checkType, meta: Int32Array, out: string[]) -> boolean
+// query(fd, checkType, addressOnly, meta: Int32Array, out: string[]) -> boolean
 // true: out[0] = real address, out[1] = proxy address (if meta[kProxyFamily]).
 // false: meta[kErrno]/meta[kSyscall], or meta[kNotTcp] with domain/type.
 Napi::Value Query(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int fd = info[0].As<Napi::Number>().Int32Value();
   const bool check_type = info[1].As<Napi::Boolean>().Value();
-  auto meta_array = info[2].As<Napi::Int32Array>();
-  auto out = info[3].As<Napi::Array>();
+  const auto want = info[2].As<Napi::Boolean>().Value() ? toa::Want::kAddress : toa::Want::kFull;
+  auto meta_array = info[3].As<Napi::Int32Array>();
+  auto out = info[4].As<Napi::Array>();
   if (meta_array.ElementLength() < kMetaLength) {
     Napi::TypeError::New(env, "meta too short").ThrowAsJavaScriptException();
     return env.Undefined();
   }
   int32_t* meta = meta_array.Data();
 
-  const toa::QueryResult r = toa::QuerySocket(fd, check_type);
+  const toa::QueryResult r = toa::QuerySocket(fd, check_type, want);
   meta[kErrno] = r.err;
   meta[kSyscall] = static_cast<int32_t>(r.failed);
   meta[kNotTcp] = r.not_tcp;
@@ -64,6 +65,7 @@ Napi::Value Query(const Napi::CallbackInfo& info) {
   meta[kSource] = static_cast<int32_t>(r.source);
   meta[kFlags] = static_cast<int32_t>(r.flags);
   meta[kOptKind] = static_cast<int32_t>(r.opt_kind);
+  meta[kComplete] = r.complete;
   out.Set(0u, AddressString(env, r.real, &meta[kFamily], &meta[kPort]));
   if (r.has_proxy) {
     out.Set(1u, AddressString(env, r.proxy, &meta[kProxyFamily], &meta[kProxyPort]));

@@ -165,7 +165,9 @@ QueryResult Classify(int fd, QueryResult r) {
   return r;
 }
 
-QueryResult Run(int fd) {
+// The provider queries, then getpeername when none of them decided (or the
+// `peer` the caller already has).
+QueryResult Full(int fd, const QueryResult* peer = nullptr) {
   QueryResult r;
   if (TryInfo(fd, &r) != 0) return r;
   const int64_t now = MonotonicNs();
@@ -174,19 +176,42 @@ QueryResult Run(int fd) {
     if (got == 1 || got == -1) return r;
     if (got == 0) MarkAbsent(nat64_absent_until, now);
   }
+  if (peer) return *peer;
   PeerName(fd, &r);
   return r;
 }
 
+// Address only: on an AF_INET6 socket getpeername is the whole answer,
+// because every provider (node-toa's module and eBPF backend, Tencent's and
+// DPVS's modules) rewrites it there, NAT64 clients included. One syscall,
+// as cheap as Node's remoteAddress; where the provider asks for a syscall
+// that fails (no provider), that cost is saved too. Only an AF_INET socket
+// can hide a client from getpeername (an IPv6 client cannot be returned in
+// a sockaddr_in), so only there the provider is asked.
+QueryResult AddressOnly(int fd) {
+  QueryResult r;
+  PeerName(fd, &r);
+  if (r.err != 0 || r.not_tcp) return r;
+  if (r.real.ss_family == AF_INET6) {
+    r.complete = false;
+    return r;
+  }
+  return Full(fd, &r);
+}
+
+QueryResult Run(int fd, Want want) {
+  return want == Want::kAddress ? AddressOnly(fd) : Full(fd);
+}
+
 }  // namespace
 
-QueryResult QuerySocket(int fd, bool check_type) {
+QueryResult QuerySocket(int fd, bool check_type, Want want) {
   if (check_type) {
     QueryResult r;
     if (!CheckTcp(fd, &r)) return r;
-    return Run(fd);
+    return Run(fd, want);
   }
-  return Classify(fd, Run(fd));
+  return Classify(fd, Run(fd, want));
 }
 
 }  // namespace toa

@@ -11,6 +11,10 @@ namespace toa {
 // What decided the answer. Mirrors the `source` strings in src/lookup.ts.
 enum class Source : int32_t { kPeer = 0, kToa = 1, kToaNat64 = 2 };
 
+// What the caller needs: the full answer (source, balancer, flags) or only
+// the client's address, which is cheaper on AF_INET6 sockets.
+enum class Want : int32_t { kFull = 0, kAddress = 1 };
+
 // The syscall that failed, so JS can name it in the error (`syscall`).
 enum class Syscall : int32_t { kNone = 0, kGetsockopt = 1, kGetpeername = 2 };
 
@@ -28,13 +32,17 @@ struct QueryResult {
   uint32_t opt_kind = 0;   // option kind that carried the address
   sockaddr_storage real{};   // formatted as getpeername on this socket would
   bool has_proxy = false;
+  // False when only the address was looked up (Want::kAddress on an
+  // AF_INET6 socket): source, flags and proxy are then unknown, not absent.
+  bool complete = true;
   sockaddr_storage proxy{};  // the balancer, when a provider told us
 };
 
 // Runs the cheapest chain that answers for `fd`: node-toa's extended query,
-// else the Tencent/DPVS NAT64 query, else getpeername. With `check_type` the
+// else the Tencent/DPVS NAT64 query, else getpeername (for Want::kAddress on
+// an AF_INET6 socket, getpeername alone). With `check_type` the
 // fd is first checked to be a TCP socket (raw fds from users); socket
 // objects whose handle is known to be TCP skip that syscall.
-QueryResult QuerySocket(int fd, bool check_type);
+QueryResult QuerySocket(int fd, bool check_type, Want want);
 
 }  // namespace toa

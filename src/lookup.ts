@@ -68,16 +68,24 @@ function queryError(m: Int32Array): Error {
   return systemError(m[Meta.Errno], SYSCALLS[m[Meta.Syscall]] || 'getsockopt');
 }
 
-/** Runs the native query; returns the result or the error (never throws). */
-export function queryFd(fd: number, checkType: boolean): LookupResult | Error {
+/**
+ * Runs the native query; returns the result or the error (never throws).
+ * With `addressOnly` the answer may be just a PeerAddress (no `source`):
+ * on AF_INET6 sockets getpeername alone is the client's address.
+ */
+export function queryFd(fd: number, checkType: boolean, addressOnly = false): LookupResult | PeerAddress | Error {
   const binding = getBinding();
   const m = meta ?? (meta = new Int32Array(binding.META_LENGTH));
-  if (!binding.query(fd, checkType, m, strings)) return queryError(m);
+  if (!binding.query(fd, checkType, addressOnly, m, strings)) return queryError(m);
+  const address = strings[0];
+  const port = m[Meta.Port];
+  const family = familyName(m[Meta.Family]);
+  if (!m[Meta.Complete]) return Object.freeze({ address, port, family });
   const source = SOURCES[m[Meta.Source]];
   const flags = m[Meta.Flags];
   const result: {
     -readonly [K in keyof LookupResult]: LookupResult[K]
-  } = { address: strings[0], port: m[Meta.Port], family: familyName(m[Meta.Family]), source };
+  } = { address, port, family, source };
   if (m[Meta.ProxyFamily]) {
     result.proxy = Object.freeze({
       address: strings[1], port: m[Meta.ProxyPort], family: familyName(m[Meta.ProxyFamily]),
@@ -89,9 +97,15 @@ export function queryFd(fd: number, checkType: boolean): LookupResult | Error {
   return Object.freeze(result);
 }
 
-// Shared by the CJS build and anything that loads it twice (bundlers):
-// Symbol.for keeps one cache slot per socket whatever the copy.
+function isComplete(answer: LookupResult | PeerAddress): answer is LookupResult {
+  return 'source' in answer;
+}
+
+// Symbol.for: one slot per socket even if the package is loaded twice
+// (bundlers). kResult holds a full answer, kAddress just the address when
+// only that was needed (the getters, the accept-time capture).
 export const kResult: unique symbol = Symbol.for('node-toa.result') as never;
+export const kAddress: unique symbol = Symbol.for('node-toa.address') as never;
 
 interface SocketInternals {
   _handle?: { fd?: number } | null;
@@ -100,23 +114,53 @@ interface SocketInternals {
   // the accept-time capture saw.
   _parent?: SocketInternals | null;
   [kResult]?: LookupResult;
+  [kAddress]?: PeerAddress;
 }
 
 function validateSocket(socket: unknown): asserts socket is net.Socket {
   if (!(socket instanceof net.Socket)) throw invalidArgType('socket', 'an instance of net.Socket', socket);
 }
 
-/** Answer for a socket without throwing: the cached one, or a fresh query. */
+function store(s: SocketInternals, answer: LookupResult | PeerAddress): void {
+  if (isComplete(answer)) s[kResult] = answer;
+  else s[kAddress] = answer;
+}
+
+/** The full answer for a socket without throwing: cached, or a fresh query. */
 export function resolve(socket: net.Socket): LookupResult | Error {
   const s = socket as unknown as SocketInternals;
   const cached = s[kResult] ?? s._parent?.[kResult];
   if (cached !== undefined) return cached;
-  const result = supported ? queryHandle(s) : fromNode(socket);
+  if (!supported) return remember(s, fromNode(socket));
+  const result = queryHandle(s, false) as LookupResult | Error;
+  if (result instanceof Error) {
+    if (s[kAddress] ?? s._parent?.[kAddress]) {
+      return toaError('ERR_SOCKET_CLOSED',
+        'Socket is closed: its address was captured (socket.realRemoteAddress) but where it came from was not; call lookup() while the socket is open');
+    }
+    return result;
+  }
+  s[kResult] = result;
+  return result;
+}
+
+/** Just the address, for the getters and the capture: the cheapest query that knows it. */
+export function resolveAddress(socket: net.Socket): PeerAddress | Error {
+  const s = socket as unknown as SocketInternals;
+  const cached = s[kResult] ?? s[kAddress] ?? s._parent?.[kResult] ?? s._parent?.[kAddress];
+  if (cached !== undefined) return cached;
+  if (!supported) return remember(s, fromNode(socket));
+  const result = queryHandle(s, true);
+  if (!(result instanceof Error)) store(s, result);
+  return result;
+}
+
+function remember(s: SocketInternals, result: LookupResult | Error): LookupResult | Error {
   if (!(result instanceof Error)) s[kResult] = result;
   return result;
 }
 
-function queryHandle(s: SocketInternals): LookupResult | Error {
+function queryHandle(s: SocketInternals, addressOnly: boolean): LookupResult | PeerAddress | Error {
   const handle = s._handle;
   if (!handle) {
     return s.destroyed
@@ -125,7 +169,7 @@ function queryHandle(s: SocketInternals): LookupResult | Error {
   }
   const fd = handle.fd;
   if (typeof fd !== 'number' || fd < 0) return systemError(constants.errno.ENOTCONN, 'getpeername');
-  return queryFd(fd, false);
+  return queryFd(fd, false, addressOnly);
 }
 
 // No TOA provider can exist off Linux: the peer is the answer.
@@ -164,7 +208,7 @@ function validateFd(fd: unknown): asserts fd is number {
 /** lookup() for a raw file descriptor. The fd is checked to be a TCP socket. */
 export function lookupFd(fd: number): LookupResult {
   validateFd(fd);
-  const result = queryFd(fd, true);
+  const result = queryFd(fd, true) as LookupResult | Error;
   if (result instanceof Error) throw result;
   return result;
 }

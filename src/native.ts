@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { toaError } from './errors';
 
 export interface Binding {
-  query(fd: number, checkType: boolean, meta: Int32Array, out: string[]): boolean;
+  query(fd: number, checkType: boolean, addressOnly: boolean, meta: Int32Array, out: string[]): boolean;
   rawSockopt(fd: number, optname: number, buf: Uint8Array): [errno: number, len: number];
   ntop(family: 4 | 6, bytes: Uint8Array): string;
   readonly META_LENGTH: number;
@@ -20,7 +20,7 @@ export interface Binding {
 // Indices into the meta array; native/binding.cc has the same enum.
 export const enum Meta {
   Errno, Syscall, Source, Family, Port, Flags, OptKind,
-  ProxyFamily, ProxyPort, NotTcp, Domain, Type, Length,
+  ProxyFamily, ProxyPort, NotTcp, Domain, Type, Complete, Length,
 }
 
 export const supported = process.platform === 'linux';

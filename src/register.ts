@@ -4,8 +4,8 @@
 // destroy() that happens before the application asks.
 import * as diagnostics from 'node:diagnostics_channel';
 import * as net from 'node:net';
-import type { AddressFamily, LookupResult } from './lookup';
-import { kResult, resolve } from './lookup';
+import type { AddressFamily, PeerAddress } from './lookup';
+import { resolveAddress } from './lookup';
 
 declare module 'node:net' {
   interface Socket {
@@ -18,21 +18,18 @@ declare module 'node:net' {
 
 const kRegistered = Symbol.for('node-toa.registered');
 
-type Holder = { [kResult]?: LookupResult };
-
-function answer(socket: net.Socket): LookupResult | undefined {
-  const cached = (socket as unknown as Holder)[kResult];
-  if (cached !== undefined) return cached;
-  const result = resolve(socket);
+function answer(socket: net.Socket): PeerAddress | undefined {
+  const result = resolveAddress(socket);
   return result instanceof Error ? undefined : result;
 }
 
-// Runs for every accepted socket, before 'connection' is emitted. One query
-// per connection (one getpeername when no provider is active); a failure
-// here is not an error: the getter will try again and report undefined.
+// Runs for every accepted socket, in the same synchronous step as the
+// 'connection' event (Node publishes right after emitting it). Captures only
+// the address: one getpeername on AF_INET6 sockets, whatever the provider.
+// A failure here is not an error: the getter will try again.
 function capture(message: unknown): void {
   const socket = (message as { socket?: unknown }).socket;
-  if (socket instanceof net.Socket) resolve(socket);
+  if (socket instanceof net.Socket) resolveAddress(socket);
 }
 
 export function register(): void {

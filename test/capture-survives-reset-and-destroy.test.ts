@@ -28,7 +28,24 @@ it('a client that resets before the application asks', async () => {
   expect(s.remoteAddress).toBeUndefined();
   expect(s.realRemoteAddress).toBe('::ffff:127.0.0.1');
   expect(s.realRemotePort).toBe(clientPort);
-  expect(lookup(s).source).toBe('peer');
+  // Only the address was captured; where it came from needs an open socket.
+  expect(() => lookup(s)).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED', message: expect.stringContaining('call lookup() while the socket is open') }));
+});
+
+it('lookup() called while open keeps its full answer after the reset', async () => {
+  const server = net.createServer({ pauseOnConnect: true });
+  const port = await listen(server, '::');
+  const accepted = nextConnection(server);
+  const c = await connect(port, '127.0.0.1');
+  const s = await accepted;
+  const before = lookup(s);
+  s.on('error', () => {});
+  c.on('error', () => {});
+  c.resetAndDestroy();
+  s.resume();
+  await new Promise((resolve) => s.once('close', resolve));
+  expect(lookup(s)).toBe(before);
+  expect(before).toMatchObject({ address: '::ffff:127.0.0.1', source: 'peer' });
 });
 
 it('a socket read after destroy()', async () => {
@@ -51,7 +68,7 @@ it('capture happens in the same step as the connection event', async () => {
   const port = await listen(server, '127.0.0.1');
   const seen = new Promise<unknown>((resolve) => {
     server.on('connection', (s) => {
-      queueMicrotask(() => resolve(Object.getOwnPropertySymbols(s).includes(Symbol.for('node-toa.result'))));
+      queueMicrotask(() => resolve(Object.getOwnPropertySymbols(s).some((sym) => sym === Symbol.for('node-toa.result') || sym === Symbol.for('node-toa.address'))));
     });
   });
   await connect(port, '127.0.0.1');
