@@ -1,6 +1,7 @@
 #!/bin/sh
 # Builds toa.ko for every kernel header tree it can find and leaves each in
-# .cache/kmod/<kernel release>/toa.ko, where the kernel tests look for it.
+# .cache/kmod-matrix/<kernel release>/toa.ko (a developer's quick check; the
+# guest harness, test/support/guest, does its own builds into .cache/kmod/).
 # A build that prints any warning fails: the module must build clean on every
 # kernel of the matrix.
 #   build-matrix.sh                 all trees: /usr/src/linux-headers-*-<arch>
@@ -12,7 +13,7 @@
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 root=$(cd "$here/.." && pwd)
-out="$root/.cache/kmod"
+out="$root/.cache/kmod-matrix"
 arch=$(dpkg --print-architecture)
 status=0
 
@@ -24,12 +25,14 @@ build_one() {
 	rm -rf "$work" && mkdir -p "$work/uapi"
 	cp "$here"/*.c "$here"/*.h "$here"/Kbuild "$work"/ && cp "$here/uapi/toa.h" "$work/uapi/"
 	# unpacked (dpkg -x) trees include their -common part by absolute path
+	# (and since 7.x the output tree, KBUILD_OUTPUT=)
 	inc=$(sed -n 's/^include \(\/usr\/src\/[^ ]*\)\/Makefile$/\1/p' "$kdir/Makefile" | head -1)
 	if [ -n "$inc" ] && [ ! -d "$inc" ]; then
 		prefix=${kdir%/usr/src/*}
-		sed -i "s|^include /usr/src/|include $prefix/usr/src/|" "$kdir/Makefile"
+		sed -i "s|^include /usr/src/|include $prefix/usr/src/|; s|^KBUILD_OUTPUT=/usr/src/|KBUILD_OUTPUT=$prefix/usr/src/|" "$kdir/Makefile"
 	fi
-	cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\(x86_64-linux-gnu-gcc-[0-9]*\|gcc-[0-9]*\).*/\1/p' "$kdir/include/config/auto.conf" 2>/dev/null | head -1)
+	# quoted up to 6.x, bare in 7.x
+	cc=$(sed -n 's/^CONFIG_CC_VERSION_TEXT="\{0,1\}\(x86_64-linux-gnu-gcc-[0-9]*\|gcc-[0-9]*\).*/\1/p' "$kdir/include/config/auto.conf" 2>/dev/null | head -1)
 	chroot_dir=""
 	if [ -n "$cc" ] && ! command -v "$cc" >/dev/null 2>&1; then
 		chroot_dir=$(find "$root/.cache" -maxdepth 3 -type d -name 'chroot-*' 2>/dev/null |

@@ -11,12 +11,14 @@ import type { Backend, BackendConfig } from './behaviour';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
- * toa.ko for the running kernel: $TOA_KMOD_KO, else the matrix build output
- * kmod/scripts/build-matrix.sh leaves in .cache/kmod/<release>/toa.ko.
+ * toa.ko for the running kernel: $TOA_KMOD_KO (the guest harness sets it),
+ * else the harness's .cache/kmod/<release>/toa.ko, else what
+ * kmod/scripts/build-matrix.sh leaves in .cache/kmod-matrix/<release>/.
  */
 export function koPath(): string {
   const release = os.release();
-  const candidates = [process.env.TOA_KMOD_KO, path.join(root, '.cache/kmod', release, 'toa.ko')].filter(Boolean) as string[];
+  const candidates = [process.env.TOA_KMOD_KO, path.join(root, '.cache/kmod', release, 'toa.ko'),
+    path.join(root, '.cache/kmod-matrix', release, 'toa.ko')].filter(Boolean) as string[];
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new Error(`no toa.ko for kernel ${release}: run kmod/scripts/build-matrix.sh on the host (looked in ${candidates.join(', ')})`);
 }
