@@ -33,7 +33,6 @@ mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm && mount -t devpts devpts /newroot/dev/pts && mount -t tmpfs tmpfs /newroot/dev/shm
 mount -t tmpfs tmpfs /newroot/run
-mount -t tmpfs tmpfs /newroot/tmp
 mount -t cgroup2 none /newroot/sys/fs/cgroup || fail "cgroup2"
 mount -t bpf bpf /newroot/sys/fs/bpf || fail "bpffs"
 mount -t debugfs none /newroot/sys/kernel/debug 2>/dev/null
