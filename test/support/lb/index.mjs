@@ -82,22 +82,18 @@ function pidAlive(pid) {
 function allocateIndex() {
   fs.mkdirSync(LOCK_DIR, { recursive: true });
   sweepDeadCgroups();
-  for (let attempt = 0; attempt < 2; attempt++) {
-    for (let i = 0; i < MAX_INSTANCES; i++) {
-      const file = path.join(LOCK_DIR, `${i}.lock`);
-      try {
-        fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-        return i;
-      } catch (e) {
-        if (e.code !== 'EEXIST') throw e;
-        if (attempt === 1) {
-          const owner = Number(fs.readFileSync(file, 'utf8'));
-          if (!pidAlive(owner)) {
-            cleanupInstance(i, owner);
-            fs.rmSync(file, { force: true });
-            i--;
-          }
-        }
+  for (let i = 0; i < MAX_INSTANCES; i++) {
+    const file = path.join(LOCK_DIR, `${i}.lock`);
+    try {
+      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+      return i;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      const owner = Number(fs.readFileSync(file, 'utf8'));
+      if (!pidAlive(owner)) {
+        cleanupInstance(i, owner);
+        fs.rmSync(file, { force: true });
+        i--; // retry this slot; a racing process may still win it
       }
     }
   }
