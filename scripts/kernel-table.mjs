@@ -43,7 +43,7 @@ for (const k of run.kernels) {
   rows.set(k.id, [
     `**${k.id}**`,
     `\`${k.kver ?? '?'}\``,
-    (k.packages?.image ?? '?').split(' ')[1] ?? '?',
+    ((k.packages?.image ?? '?').split(' ')[1] ?? '?').replace(/,$/, ''),
     `${k.suite}${k.buildChroot ? ` (${k.buildChroot.cc}, chroot)` : ''}`,
     `${day}: ${passed ? `pass, ${k.passed}/${k.total} tests, ${Math.round((k.guestWallMs ?? 0) / 1000)} s in the guest` : `FAIL (${(k.reasons ?? []).join('; ') || `${k.failed} failed`})`}`,
     passed ? day : (previous.get(k.id)?.[5] ?? 'never'),
