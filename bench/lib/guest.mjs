@@ -5,7 +5,8 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BenchError, cacheDir, onCleanup, root, sh, sleep } from './sys.mjs';
+import { acquireLock, lockFile } from '../../test/support/guest/kernels.mjs';
+import { BenchError, cacheDir, onCleanup, root, sh } from './sys.mjs';
 
 // The guest the module's own tests use most; installed on the host by
 // linux-image-6.12-amd64 / linux-headers-6.12-amd64 (.ci/run).
@@ -37,47 +38,25 @@ function buildModule(k) {
   return ko;
 }
 
-function pidAlive(pid) {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return e.code === 'EPERM';
-  }
-}
-
 /**
  * The guest harness's lock (test/support/guest: one guest at a time on this
- * machine), same protocol: a file holding the owner's pid, taken over when
- * the owner is dead. Waits at most until `deadline`.
+ * machine). Waits at most until `deadline`; 0 means not at all.
  */
 async function guestLock(deadline, log) {
-  const file = path.join(root, '.cache', 'locks', 'guest.lock');
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  for (let told = false; ;) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if (e.code !== 'EEXIST') throw e;
-      const owner = Number(fs.readFileSync(file, 'utf8')) || 0;
-      if (owner && !pidAlive(owner)) {
-        fs.rmSync(file, { force: true });
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new BenchError('EBUSY', deadline
-          ? `another guest (pid ${owner}, ${file}) kept the machine's one guest slot past the bench's budget`
-          : `another guest (pid ${owner}, ${file}) holds the machine's one guest slot`);
-      }
-      if (!told && deadline) log(`waiting for the guest lock held by pid ${owner}`);
-      told = true;
-      await sleep(200);
-    }
+  const file = lockFile('guest');
+  let release;
+  try {
+    release = await acquireLock(file, {
+      deadline,
+      pollMs: 200,
+      onWait: (owner) => log(`waiting for the guest lock held by pid ${owner}`),
+    });
+  } catch (e) {
+    if (e.code !== 'EBUSY') throw e;
+    throw new BenchError('EBUSY', deadline
+      ? `another guest (pid ${e.owner}, ${file}) kept the machine's one guest slot past the bench's budget`
+      : `another guest (pid ${e.owner}, ${file}) holds the machine's one guest slot`);
   }
-  const release = () => {
-    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === String(process.pid)) fs.rmSync(file, { force: true });
-  };
   const undo = onCleanup(release);
   return () => { release(); undo(); };
 }

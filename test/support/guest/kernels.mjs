@@ -61,10 +61,12 @@ function pidAlive(pid) {
 }
 
 /**
- * Runs `fn` holding a lock file (several matrix runs may share the machine
- * and the cache). A lock whose owner died is taken over.
+ * Takes a lock file (several matrix runs, and the bench, may share the
+ * machine and the cache) and returns its release. A lock whose owner died is
+ * taken over. Past `deadline` (ms since the epoch) it gives up with EBUSY
+ * (`err.owner` is the holder's pid); `onWait(owner)` is told once.
  */
-export async function withLock(file, fn, { onWait = () => {}, pollMs = 500 } = {}) {
+export async function acquireLock(file, { onWait = () => {}, pollMs = 500, deadline = Infinity } = {}) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   for (let waited = false; ;) {
     try {
@@ -77,15 +79,29 @@ export async function withLock(file, fn, { onWait = () => {}, pollMs = 500 } = {
         fs.rmSync(file, { force: true });
         continue;
       }
+      if (Date.now() > deadline) {
+        const err = new HarnessError('EBUSY', `${file} is held by pid ${owner}`);
+        err.owner = owner;
+        throw err;
+      }
       if (!waited) onWait(owner);
       waited = true;
       await new Promise((r) => setTimeout(r, pollMs));
     }
   }
+  // Only our own lock: a holder presumed dead may have been replaced.
+  return () => {
+    if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === String(process.pid)) fs.rmSync(file, { force: true });
+  };
+}
+
+/** Runs `fn` holding a lock file (see acquireLock). */
+export async function withLock(file, fn, options) {
+  const release = await acquireLock(file, options);
   try {
     return await fn();
   } finally {
-    fs.rmSync(file, { force: true });
+    release();
   }
 }
 
