@@ -3,6 +3,8 @@ import * as net from 'node:net';
 import { constants } from 'node:os';
 import { invalidArgType, systemError, toaError } from './errors';
 import { getBinding, Meta, supported } from './native';
+import { proxyResultOf } from './proxy-protocol/registry';
+import type { ProxyTlvs } from './proxy-protocol/types';
 
 export type AddressFamily = 'IPv4' | 'IPv6';
 
@@ -14,8 +16,12 @@ export type AddressFamily = 'IPv4' | 'IPv6';
  *   query (getsockopt 4096) with an IPv6 client;
  * - `'peer'`: plain getpeername. Behind a TOA module that rewrites
  *   getpeername (Tencent's, DPVS's) this can still be the client.
+ * - `'proxy-protocol'`: a PROXY protocol v1/v2 header read by
+ *   `acceptProxyProtocol` (node-toa/proxy-protocol). It wins over a TOA option
+ *   on the same connection: the header is written by the hop that accepted
+ *   the client, an option only by the last full-NAT hop before this server.
  */
-export type LookupSource = 'toa' | 'toa-nat64' | 'peer';
+export type LookupSource = 'toa' | 'toa-nat64' | 'peer' | 'proxy-protocol';
 
 export interface PeerAddress {
   readonly address: string;
@@ -25,8 +31,12 @@ export interface PeerAddress {
 
 export interface LookupResult extends PeerAddress {
   readonly source: LookupSource;
-  /** The load balancer the connection came through, when a provider said. */
+  /** The load balancer the connection came through, when a provider said (PROXY protocol: the peer that sent the header). */
   readonly proxy?: PeerAddress;
+  /** Only with source `'proxy-protocol'`: the address the client connected to, as the header says. */
+  readonly destination?: PeerAddress;
+  /** Only with source `'proxy-protocol'` and a v2 header: its TLVs, decoded and raw. */
+  readonly tlvs?: ProxyTlvs;
   /**
    * Only with source `'toa'`: true when the option arrived from a source in
    * the provider's configured trusted ranges, false when the provider
@@ -128,6 +138,8 @@ function store(s: SocketInternals, answer: LookupResult | PeerAddress): void {
 
 /** The full answer for a socket without throwing: cached, or a fresh query. */
 export function resolve(socket: net.Socket): LookupResult | Error {
+  const proxied = proxyResultOf(socket);
+  if (proxied !== undefined) return proxied;
   const s = socket as unknown as SocketInternals;
   const cached = s[kResult] ?? s._parent?.[kResult];
   if (cached !== undefined) return cached;
@@ -146,6 +158,8 @@ export function resolve(socket: net.Socket): LookupResult | Error {
 
 /** Just the address, for the getters and the capture: the cheapest query that knows it. */
 export function resolveAddress(socket: net.Socket): PeerAddress | Error {
+  const proxied = proxyResultOf(socket);
+  if (proxied !== undefined) return proxied;
   const s = socket as unknown as SocketInternals;
   const cached = s[kResult] ?? s[kAddress] ?? s._parent?.[kResult] ?? s._parent?.[kAddress];
   if (cached !== undefined) return cached;
