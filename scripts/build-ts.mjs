@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 // [ESM wrapper name, CommonJS module it re-exports]
-const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index']];
+const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index'], ['proxy-protocol', 'proxy-protocol/index']];
 
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
