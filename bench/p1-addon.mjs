@@ -15,10 +15,10 @@
 //   real    socket.realRemoteAddress        (node-toa/register getter)
 // The three sets are timed in a rotating order so none is always first.
 //
-// node-toa/register captures the answer when `net.server.socket` is
-// published, i.e. right after 'connection'. To time a *first* read, that
-// captured answer (the kResult / kAddress symbol slots) is deleted from every socket of
-// every set before timing, so all three sets see the same object shapes.
+// node-toa/register captures the answer when the server emits 'connection'.
+// To time a *first* read, that captured answer (the kCache symbol slot) is
+// deleted from every socket of every set before timing, so all three sets
+// see the same object shapes.
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -28,8 +28,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 const { lookup } = require(path.join(root, 'dist/cjs/index.js'));
 require(path.join(root, 'dist/cjs/register.js'));
-const kResult = Symbol.for('node-toa.result');
-const kAddress = Symbol.for('node-toa.address');
+const kCache = Symbol.for('node-toa.cache.v2');
 
 const [mode, roundsArg, kArg] = process.argv.slice(2);
 const ROUNDS = Number(roundsArg);
@@ -132,7 +131,7 @@ for (let round = 0; round < ROUNDS + WARMUP; round++) {
   const clients = await openConnections(3 * K);
   const sets = { remote: [], lookup: [], real: [] };
   accepted.forEach((s, i) => sets[NAMES[i % 3]].push(s));
-  for (const s of accepted) { delete s[kResult]; delete s[kAddress]; }
+  for (const s of accepted) delete s[kCache];
   const order = NAMES.map((_, i) => NAMES[(i + round) % 3]);
   const first = timeSets(order, sets, 1);
   const cached = timeSets(order, sets, CACHED_PASSES);

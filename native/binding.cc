@@ -4,6 +4,7 @@
 #include <napi.h>
 #include <uv.h>
 
+#include <cstddef>
 #include <cstring>
 
 #include "../kmod/uapi/toa.h"
@@ -11,8 +12,8 @@
 
 namespace {
 
-// Layout of the Int32Array the caller passes to query(); src/native.ts has
-// the same indices.
+// Layout of the Int32Array the caller passes to query(). Exported by name
+// (META) so src/query.ts reads the indices from here instead of copying them.
 enum Meta {
   kErrno, kSyscall, kSource, kFamily, kPort, kFlags, kOptKind,
   kProxyFamily, kProxyPort, kNotTcp, kDomain, kType, kComplete, kMetaLength
@@ -93,28 +94,97 @@ Napi::Value RawSockopt(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// ntop(family: 4|6, bytes: Uint8Array) -> string, Node's formatting.
-Napi::Value Ntop(const Napi::CallbackInfo& info) {
+// formatAddress(sockFamily, family, bytes: Uint8Array) -> string: an address
+// from a provider's raw answer (AF_* numbers as in struct toa_info), shown
+// as getpeername on a socket of sockFamily would show it.
+Napi::Value FormatAddress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const int family = info[0].As<Napi::Number>().Int32Value() == 6 ? AF_INET6 : AF_INET;
-  auto bytes = info[1].As<Napi::Uint8Array>();
-  if (bytes.ByteLength() < (family == AF_INET6 ? 16u : 4u)) {
-    Napi::RangeError::New(env, "address too short").ThrowAsJavaScriptException();
+  const int sock_family = info[0].As<Napi::Number>().Int32Value();
+  const int family = info[1].As<Napi::Number>().Int32Value();
+  auto bytes = info[2].As<Napi::Uint8Array>();
+  if ((family != AF_INET && family != AF_INET6) || (sock_family != AF_INET && sock_family != AF_INET6) ||
+      bytes.ByteLength() < (family == AF_INET6 ? 16u : 4u)) {
+    Napi::RangeError::New(env, "bad family or address too short").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  char buf[INET6_ADDRSTRLEN];
-  uv_inet_ntop(family, bytes.Data(), buf, sizeof(buf));
-  return Napi::String::New(env, buf);
+  sockaddr_storage ss;
+  toa::StoreAddress(&ss, sock_family, family, bytes.Data(), 0);
+  int32_t out_family = 0;
+  int32_t out_port = 0;
+  return AddressString(env, ss, &out_family, &out_port);
+}
+
+// Everything JavaScript needs to read struct toa_info, taken from the header
+// by the compiler: offsets, size, flags, version, address families.
+Napi::Object ToaInfoLayout(Napi::Env env) {
+  auto layout = Napi::Object::New(env);
+  auto offsets = Napi::Object::New(env);
+#define TOA_OFFSET(field) offsets.Set(#field, Napi::Number::New(env, offsetof(toa_info, field)))
+  TOA_OFFSET(version);
+  TOA_OFFSET(flags);
+  TOA_OFFSET(sock_family);
+  TOA_OFFSET(real_family);
+  TOA_OFFSET(real_port);
+  TOA_OFFSET(proxy_port);
+  TOA_OFFSET(real_addr);
+  TOA_OFFSET(proxy_addr);
+  TOA_OFFSET(proxy_family);
+  TOA_OFFSET(opt_kind);
+#undef TOA_OFFSET
+  layout.Set("offsets", offsets);
+  layout.Set("size", Napi::Number::New(env, sizeof(toa_info)));
+  layout.Set("version", Napi::Number::New(env, TOA_INFO_VERSION));
+  auto flags = Napi::Object::New(env);
+  flags.Set("PRESENT", Napi::Number::New(env, TOA_INFO_F_PRESENT));
+  flags.Set("NAT64", Napi::Number::New(env, TOA_INFO_F_NAT64));
+  flags.Set("TRUSTED", Napi::Number::New(env, TOA_INFO_F_TRUSTED));
+  flags.Set("UNTRUSTED", Napi::Number::New(env, TOA_INFO_F_UNTRUSTED));
+  layout.Set("flags", flags);
+  layout.Set("AF_INET", Napi::Number::New(env, AF_INET));
+  layout.Set("AF_INET6", Napi::Number::New(env, AF_INET6));
+  return layout;
+}
+
+Napi::Object MetaIndices(Napi::Env env) {
+  auto meta = Napi::Object::New(env);
+#define META_INDEX(name) meta.Set(#name, Napi::Number::New(env, k##name))
+  META_INDEX(Errno);
+  META_INDEX(Syscall);
+  META_INDEX(Source);
+  META_INDEX(Family);
+  META_INDEX(Port);
+  META_INDEX(Flags);
+  META_INDEX(OptKind);
+  META_INDEX(ProxyFamily);
+  META_INDEX(ProxyPort);
+  META_INDEX(NotTcp);
+  META_INDEX(Domain);
+  META_INDEX(Type);
+  META_INDEX(Complete);
+  META_INDEX(MetaLength);
+#undef META_INDEX
+  return meta;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("query", Napi::Function::New(env, Query, "query"));
   exports.Set("rawSockopt", Napi::Function::New(env, RawSockopt, "rawSockopt"));
-  exports.Set("ntop", Napi::Function::New(env, Ntop, "ntop"));
-  exports.Set("META_LENGTH", Napi::Number::New(env, kMetaLength));
+  exports.Set("formatAddress", Napi::Function::New(env, FormatAddress, "formatAddress"));
+  exports.Set("META", MetaIndices(env));
+  // Names of meta[kSource] and meta[kSyscall] values, indexed by the enums.
+  auto sources = Napi::Array::New(env);
+  sources.Set(static_cast<uint32_t>(toa::Source::kPeer), "peer");
+  sources.Set(static_cast<uint32_t>(toa::Source::kToa), "toa");
+  sources.Set(static_cast<uint32_t>(toa::Source::kToaNat64), "toa-nat64");
+  exports.Set("SOURCES", sources);
+  auto syscalls = Napi::Array::New(env);
+  syscalls.Set(static_cast<uint32_t>(toa::Syscall::kNone), "");
+  syscalls.Set(static_cast<uint32_t>(toa::Syscall::kGetsockopt), "getsockopt");
+  syscalls.Set(static_cast<uint32_t>(toa::Syscall::kGetpeername), "getpeername");
+  exports.Set("SYSCALLS", syscalls);
   exports.Set("TOA_SO_GET_LOOKUP", Napi::Number::New(env, TOA_SO_GET_LOOKUP));
   exports.Set("TOA_SO_GET_INFO", Napi::Number::New(env, TOA_SO_GET_INFO));
-  exports.Set("TOA_INFO_SIZE", Napi::Number::New(env, sizeof(toa_info)));
+  exports.Set("TOA_INFO", ToaInfoLayout(env));
   exports.Set("TOA_NAT64_PEER_SIZE", Napi::Number::New(env, sizeof(toa_nat64_peer)));
   return exports;
 }

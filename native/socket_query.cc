@@ -37,33 +37,6 @@ void MarkAbsent(std::atomic<int64_t>& until, int64_t now) {
   until.store(now + kAbsentRecheckNs, std::memory_order_relaxed);
 }
 
-// Writes family/addr/port into `out` the way getpeername on a socket of
-// `sock_family` would: an IPv4 address on an AF_INET6 socket becomes
-// ::ffff:a.b.c.d. Returns false if it cannot be represented (IPv6 address
-// on an AF_INET socket is handled by the caller, which keeps it AF_INET6).
-void StoreAddress(sockaddr_storage* out, int sock_family, int family,
-                  const uint8_t* addr, uint16_t port_be) {
-  memset(out, 0, sizeof(*out));
-  if (family == AF_INET && sock_family == AF_INET6) {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = port_be;
-    sin6->sin6_addr.s6_addr[10] = 0xff;
-    sin6->sin6_addr.s6_addr[11] = 0xff;
-    memcpy(&sin6->sin6_addr.s6_addr[12], addr, 4);
-  } else if (family == AF_INET) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(out);
-    sin->sin_family = AF_INET;
-    sin->sin_port = port_be;
-    memcpy(&sin->sin_addr, addr, 4);
-  } else {
-    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = port_be;
-    memcpy(&sin6->sin6_addr, addr, 16);
-  }
-}
-
 bool IsInetFamily(int family) { return family == AF_INET || family == AF_INET6; }
 
 bool CheckTcp(int fd, QueryResult* r) {
@@ -204,6 +177,29 @@ QueryResult Run(int fd, Want want) {
 }
 
 }  // namespace
+
+void StoreAddress(sockaddr_storage* out, int sock_family, int family,
+                  const uint8_t* addr, uint16_t port_be) {
+  memset(out, 0, sizeof(*out));
+  if (family == AF_INET && sock_family == AF_INET6) {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = port_be;
+    sin6->sin6_addr.s6_addr[10] = 0xff;
+    sin6->sin6_addr.s6_addr[11] = 0xff;
+    memcpy(&sin6->sin6_addr.s6_addr[12], addr, 4);
+  } else if (family == AF_INET) {
+    auto* sin = reinterpret_cast<sockaddr_in*>(out);
+    sin->sin_family = AF_INET;
+    sin->sin_port = port_be;
+    memcpy(&sin->sin_addr, addr, 4);
+  } else {
+    auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = port_be;
+    memcpy(&sin6->sin6_addr, addr, 16);
+  }
+}
 
 QueryResult QuerySocket(int fd, bool check_type, Want want) {
   if (check_type) {

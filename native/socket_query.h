@@ -8,7 +8,7 @@
 
 namespace toa {
 
-// What decided the answer. Mirrors the `source` strings in src/lookup.ts.
+// What decided the answer; binding.cc exports the names JavaScript shows.
 enum class Source : int32_t { kPeer = 0, kToa = 1, kToaNat64 = 2 };
 
 // What the caller needs: the full answer (source, balancer, flags) or only
@@ -37,6 +37,13 @@ struct QueryResult {
   bool complete = true;
   sockaddr_storage proxy{};  // the balancer, when a provider told us
 };
+
+// Writes family/addr/port into `out` the way getpeername on a socket of
+// `sock_family` would: an IPv4 address on an AF_INET6 socket becomes
+// ::ffff:a.b.c.d. The one place that formatting rule lives (the extended
+// query's answer and getToaInfo() both go through it).
+void StoreAddress(sockaddr_storage* out, int sock_family, int family,
+                  const uint8_t* addr, uint16_t port_be);
 
 // Runs the cheapest chain that answers for `fd`: node-toa's extended query,
 // else the Tencent/DPVS NAT64 query, else getpeername (for Want::kAddress on

@@ -2,14 +2,20 @@
 // switch on err.code exactly as they do for fs or net errors.
 import * as util from 'node:util';
 
+/**
+ * errno names a system error can carry: the ones the README documents, any
+ * other errno name (`E...`), and `'UNKNOWN'` for a number libuv has no name
+ * for (as Node's own errors say).
+ */
+export type SystemErrorCode =
+  | 'ENOTCONN' | 'ENOTSOCK' | 'EBADF' | 'ENOPROTOOPT' | 'EINVAL' | 'EFAULT'
+  | `E${Uppercase<string>}`
+  | 'UNKNOWN';
+
 export interface ToaSystemError extends Error {
-  code: string;
+  code: SystemErrorCode;
   errno: number;
   syscall: string;
-}
-
-export interface ToaError extends Error {
-  code: string;
 }
 
 /** Error codes specific to node-toa (system errors use their errno name). */
@@ -22,6 +28,10 @@ export type ToaErrorCode =
   | 'ERR_TOA_NATIVE_MISSING'
   | 'ERR_TOA_UNSUPPORTED_PLATFORM';
 
+export interface ToaError extends Error {
+  code: ToaErrorCode;
+}
+
 export function toaError(code: ToaErrorCode, message: string, ctor: ErrorConstructor = Error): ToaError {
   const err = new ctor(message) as ToaError;
   err.code = code;
@@ -30,12 +40,14 @@ export function toaError(code: ToaErrorCode, message: string, ctor: ErrorConstru
 
 export function systemError(errno: number, syscall: string): ToaSystemError {
   const neg = -Math.abs(errno);
-  let code: string;
+  // getSystemErrorName returns "Unknown system error -N" for numbers it
+  // cannot name (and throws for non-negative ones); Node's own errors then
+  // say UNKNOWN.
+  let code: SystemErrorCode = 'UNKNOWN';
   try {
-    code = util.getSystemErrorName(neg);
-  } catch {
-    code = `Unknown system error ${neg}`;
-  }
+    const name = util.getSystemErrorName(neg);
+    if (/^E[A-Z0-9]+$/.test(name)) code = name as SystemErrorCode;
+  } catch { /* stays UNKNOWN */ }
   const err = new Error(`${syscall} ${code}`) as ToaSystemError;
   err.code = code;
   err.errno = neg;

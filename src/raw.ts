@@ -5,11 +5,8 @@ import * as net from 'node:net';
 import { constants } from 'node:os';
 import { systemError, toaError } from './errors';
 import type { AddressFamily, PeerAddress } from './lookup';
-import { validateFd, validateSocket } from './lookup';
 import { getBinding } from './native';
-
-const AF_INET = 2;
-const AF_INET6 = 10;
+import { validateFd, validateSocket } from './validate';
 
 /** struct toa_info (kmod/uapi/toa.h), decoded. */
 export interface ToaInfo extends PeerAddress {
@@ -55,55 +52,43 @@ function sockopt(target: net.Socket | number, optname: number, size: number): Bu
   return buf;
 }
 
-function family(af: number): AddressFamily {
-  if (af === AF_INET) return 'IPv4';
-  if (af === AF_INET6) return 'IPv6';
-  throw toaError('ERR_TOA_BAD_ANSWER', `unknown address family ${af} in the provider's answer`);
-}
-
-function address(af: number, bytes: Buffer, socketFamily: number): string {
-  const binding = getBinding();
-  if (af === AF_INET && socketFamily === AF_INET6) {
-    // Format as getpeername on this socket would: v4-mapped.
-    const mapped = Buffer.alloc(16);
-    mapped[10] = 0xff;
-    mapped[11] = 0xff;
-    bytes.copy(mapped, 12, 0, 4);
-    return binding.ntop(6, mapped);
-  }
-  return binding.ntop(af === AF_INET6 ? 6 : 4, bytes);
-}
-
 /**
  * node-toa's extended query (getsockopt IPPROTO_IP 4097). Throws a system
  * error: `ENOPROTOOPT` when no node-toa provider is active, `ENOTCONN`...
+ * Offsets, flags and families come from the addon, which took them from
+ * kmod/uapi/toa.h.
  */
 export function getToaInfo(target: net.Socket | number): ToaInfo {
   const binding = getBinding();
-  const b = sockopt(target, binding.TOA_SO_GET_INFO, binding.TOA_INFO_SIZE);
-  const flags = b.readUInt32LE(4);
-  const sockFamily = b.readUInt16LE(8);
-  const realFamily = b.readUInt16LE(10);
-  const proxyFamily = b.readUInt16LE(48);
+  const L = binding.TOA_INFO;
+  const o = L.offsets;
+  const b = sockopt(target, binding.TOA_SO_GET_INFO, L.size);
+  const family = (af: number): AddressFamily => {
+    if (af === L.AF_INET) return 'IPv4';
+    if (af === L.AF_INET6) return 'IPv6';
+    throw toaError('ERR_TOA_BAD_ANSWER', `unknown address family ${af} in the provider's answer`);
+  };
+  const flags = b.readUInt32LE(o.flags);
+  const sockFamily = b.readUInt16LE(o.sock_family);
   const socketFamily = family(sockFamily);
-  const mappedFamily = (af: number): AddressFamily => (af === AF_INET && sockFamily === AF_INET6 ? 'IPv6' : family(af));
+  // Shown as getpeername on this socket would show it: v4-mapped on AF_INET6.
+  const peer = (af: number, addr: number, port: number): PeerAddress => {
+    family(af);
+    const address = binding.formatAddress(sockFamily, af, b.subarray(addr, addr + 16));
+    return { address, port: b.readUInt16BE(port), family: sockFamily === L.AF_INET6 ? 'IPv6' : family(af) };
+  };
+  const real = peer(b.readUInt16LE(o.real_family), o.real_addr, o.real_port);
   return Object.freeze({
-    version: b.readUInt32LE(0),
+    version: b.readUInt32LE(o.version),
     flags,
-    present: (flags & 0x1) !== 0,
-    nat64: (flags & 0x2) !== 0,
-    trusted: (flags & 0x4) !== 0,
-    untrusted: (flags & 0x8) !== 0,
+    present: (flags & L.flags.PRESENT) !== 0,
+    nat64: (flags & L.flags.NAT64) !== 0,
+    trusted: (flags & L.flags.TRUSTED) !== 0,
+    untrusted: (flags & L.flags.UNTRUSTED) !== 0,
     socketFamily,
-    address: address(realFamily, b.subarray(16, 32), sockFamily),
-    port: b.readUInt16BE(12),
-    family: mappedFamily(realFamily),
-    proxy: Object.freeze({
-      address: address(proxyFamily, b.subarray(32, 48), sockFamily),
-      port: b.readUInt16BE(14),
-      family: mappedFamily(proxyFamily),
-    }),
-    optionKind: b[50],
+    ...real,
+    proxy: Object.freeze(peer(b.readUInt16LE(o.proxy_family), o.proxy_addr, o.proxy_port)),
+    optionKind: b[o.opt_kind],
   });
 }
 
@@ -115,5 +100,6 @@ export function getToaInfo(target: net.Socket | number): ToaInfo {
 export function getNat64Peer(target: net.Socket | number): PeerAddress {
   const binding = getBinding();
   const b = sockopt(target, binding.TOA_SO_GET_LOOKUP, binding.TOA_NAT64_PEER_SIZE);
-  return Object.freeze({ address: binding.ntop(6, b.subarray(0, 16)), port: b.readUInt16BE(16), family: 'IPv6' as const });
+  const AF_INET6 = binding.TOA_INFO.AF_INET6;
+  return Object.freeze({ address: binding.formatAddress(AF_INET6, AF_INET6, b.subarray(0, 16)), port: b.readUInt16BE(16), family: 'IPv6' as const });
 }

@@ -1,5 +1,6 @@
 // Cluster workers receive accepted sockets from the primary (round-robin)
-// or accept themselves; either way the getters and capture work there.
+// or accept themselves; either way the capture runs before the worker's
+// 'connection' listener, which here destroys the socket at once.
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -15,11 +16,8 @@ it.each([['round-robin', 'rr'], ['shared handle', 'none']])('in cluster workers 
   const reports = stdout.trim().split('\n').map((line) => JSON.parse(line));
   expect(reports).toHaveLength(4);
   for (const r of reports) {
-    expect(r.worker).toBe(true);
-    expect(r.real).toBe(r.node);
-    expect(r.real).toBe('::ffff:127.0.0.1');
-    expect(r.port).toBe(r.nodePort);
-    expect(r.source).toBe('peer');
-    expect(r.capturedBeforeAsk).toBe(true);
+    expect(r).toEqual({ worker: true, real: '::ffff:127.0.0.1', port: expect.any(Number) });
   }
+  // Four clients, four ephemeral ports.
+  expect(new Set(reports.map((r) => r.port)).size).toBe(4);
 });
