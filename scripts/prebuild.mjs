@@ -81,7 +81,8 @@ function tools(arch) {
 }
 
 function sourceFiles() {
-  const native = readdirSync(join(root, 'native')).sort().map((f) => join('native', f));
+  const native = readdirSync(join(root, 'native'), { recursive: true }).sort()
+    .map((f) => join('native', f)).filter((f) => statSync(join(root, f)).isFile());
   return ['binding.gyp', 'kmod/uapi/toa.h', 'scripts/prebuild.mjs', ...native];
 }
 

@@ -8,6 +8,7 @@ import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { systemError } from '../src/errors';
 import { getNat64Peer, getToaInfo, lookup, lookupFd } from '../src/index';
 import '../src/register';
 import { closeAll, connect, listen, nextConnection, track } from './support/net';
@@ -141,5 +142,12 @@ describe('raw queries with no provider', () => {
     const c = await connect(port, '127.0.0.1');
     c.destroy();
     expect(() => getToaInfo(c)).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }));
+  });
+});
+
+describe('system errors', () => {
+  it('an errno libuv has no name for gets code UNKNOWN, as Node says', () => {
+    const err = systemError(9999, 'getsockopt');
+    expect(err).toMatchObject({ code: 'UNKNOWN', errno: -9999, syscall: 'getsockopt', message: 'getsockopt UNKNOWN' });
   });
 });

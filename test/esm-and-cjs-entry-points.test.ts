@@ -63,13 +63,21 @@ console.log(JSON.stringify({ same: esm.attach === cjs.attach, fns: ['attach', 'd
   expect(JSON.parse(stdout)).toEqual({ same: true, fns: true });
 });
 
+// The third is the classic CommonJS setup (module commonjs; its default
+// resolution, node10, ignores "exports": subpath types need typesVersions).
 it.each([
-  ['module', 'nodenext', 'consumer.mts'],
-  ['commonjs', 'node16', 'consumer.cts'],
-])('types: strict %s consumer (%s) type-checks, and misuse does not', async (_kind, resolution, file) => {
+  ['module', 'nodenext', 'nodenext', 'consumer.mts'],
+  ['commonjs', 'node16', 'node16', 'consumer.cts'],
+  ['commonjs', 'commonjs', 'node10', 'consumer.ts'],
+])('types: strict %s consumer (module %s, resolution %s) type-checks, and misuse does not', async (_kind, module, resolution, file) => {
   const good = `import * as net from 'node:net';
 import 'node-toa/register';
-import { lookup, lookupFd, getToaInfo, type LookupResult, type LookupSource } from 'node-toa';
+import { attach } from 'node-toa/bpf';
+const attachFn: (...args: never[]) => unknown = attach;
+import { lookup, lookupFd, getToaInfo, type LookupResult, type LookupSource, type ToaError, type ToaSystemError } from 'node-toa';
+// Error codes are unions a switch can narrow, not plain strings.
+type IsPlainString<T> = string extends T ? true : false;
+const codesAreUnions: [IsPlainString<ToaError['code']>, IsPlainString<ToaSystemError['code']>] = [false, false];
 declare const s: net.Socket;
 const r: LookupResult = lookup(s);
 const src: LookupSource = r.source;
@@ -79,14 +87,14 @@ const f: 'IPv4' | 'IPv6' | undefined = s.realRemoteFamily;
 const proxy: string | undefined = r.proxy?.address;
 const fd: number = lookupFd(3).port;
 const trusted: boolean = getToaInfo(s).trusted;
-export { src, a, p, f, proxy, fd, trusted };
+export { src, a, p, f, proxy, fd, trusted, attachFn, codesAreUnions };
 `;
   writeFileSync(join(dir, file), good);
   const tsc = join(root, 'node_modules/typescript/bin/tsc');
-  const args = ['--noEmit', '--strict', '--module', resolution, '--moduleResolution', resolution, '--types', 'node', file];
+  const args = ['--noEmit', '--strict', '--module', module, '--moduleResolution', resolution, '--types', 'node', file];
   await run(process.execPath, [tsc, ...args], { cwd: dir });
   writeFileSync(join(dir, file), `${good}\nconst wrong: number = lookup({} as net.Socket).address;\n`);
   await expect(run(process.execPath, [tsc, ...args], { cwd: dir })).rejects.toMatchObject({
     stdout: expect.stringContaining("Type 'string' is not assignable to type 'number'"),
   });
-}, 60_000);
+}, 90_000);

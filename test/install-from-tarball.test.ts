@@ -261,6 +261,19 @@ describe('off Linux (process.platform overridden by a preload)', () => {
     expect(existsSync(join(pkg, 'build'))).toBe(false);
   });
 
+  // No "os" field: a platform node-toa has never heard of installs and
+  // falls back to the peer address like any other non-Linux one.
+  it('openbsd: npm installs the tarball (nothing refuses the platform) and the probe reports the peer', async () => {
+    const other = newProject('app-openbsd');
+    const env = noCompilerEnv({ NODE_TOA_FAKE_PLATFORM: 'openbsd', NODE_OPTIONS: `-r ${preload}` });
+    const { stdout } = await npmInstall(other, env, []);
+    expect(stdout).toContain('no native addon on openbsd');
+    const r = await probe(other, 'install-consumer.cjs', { env });
+    expect(r.platform).toBe('openbsd');
+    expectPeer(r);
+    expect(r.addons).toEqual([]);
+  }, NPM_TIMEOUT_MS + 20_000);
+
   it('control: on linux the same script tries to build, and fails here', async () => {
     await expect(run('node', ['scripts/install.cjs'], { cwd: pkg, env: noCompilerEnv(), timeout: 30_000 }))
       .rejects.toMatchObject({ stderr: expect.stringContaining('spawn node-gyp ENOENT') });
