@@ -7,7 +7,7 @@
 // creates, never the machine's own. Finally a "direct" client that is not
 // the balancer forges an option, and the trusted-range check ignores it.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
 import * as http from 'node:http';
 import { createRequire } from 'node:module';
 import { release, tmpdir } from 'node:os';
@@ -17,6 +17,17 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 
+// The eBPF object needs rebuilding (a fresh clone has none): make -q says so
+// without building anything.
+function bpfObjectStale() {
+  try {
+    execFileSync('make', ['-q', '-C', join(root, 'bpf')], { stdio: 'ignore' });
+    return false;
+  } catch {
+    return true;
+  }
+}
+
 function needs() {
   const missing = [];
   if (process.platform !== 'linux') missing.push(`Linux (this is ${process.platform})`);
@@ -24,10 +35,34 @@ function needs() {
   const [maj, min] = release().split('.').map(Number);
   if (maj < 5 || (maj === 5 && min < 10)) missing.push(`kernel 5.10+ for the eBPF backend (this is ${release()}); the kernel-module path runs in QEMU: npm run test:kernel`);
   if (!readFileSync('/proc/mounts', 'utf8').includes(' cgroup2 ')) missing.push('a cgroup v2 mount');
-  for (const tool of ['bpftool', 'clang', 'ip']) {
-    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' }); } catch { missing.push(`${tool} (apt-get install ${tool === 'ip' ? 'iproute2' : tool})`); }
+  const tools = [['bpftool', 'bpftool'], ['ip', 'iproute2'], ['make', 'make']];
+  if (bpfObjectStale()) tools.push(['clang', 'clang'], ['llvm-strip', 'llvm']);
+  for (const [tool, pkg] of tools) {
+    try { execFileSync('sh', ['-c', `command -v ${tool}`], { stdio: 'pipe' }); } catch { missing.push(`${tool} (apt-get install ${pkg})`); }
   }
   return missing;
+}
+
+// dist/ older than any source file (or absent). Rebuilding it when it is
+// fresh would also pull it from under anything else using it meanwhile.
+function distStale() {
+  const built = join(root, 'dist/esm/index.js');
+  if (!existsSync(built)) return true;
+  const since = statSync(built).mtimeMs;
+  return readdirSync(join(root, 'src'), { recursive: true }).some((f) => statSync(join(root, 'src', f)).mtimeMs > since);
+}
+
+// Only after needs(): a bare machine hears what is missing before any
+// build step can die. The addon is built only when neither npm ci's
+// install hook nor a prebuild provided one.
+function build() {
+  if (bpfObjectStale()) execFileSync('make', ['-C', join(root, 'bpf')], { stdio: 'inherit' });
+  if (distStale()) execFileSync(process.execPath, [join(root, 'scripts/build-ts.mjs')], { stdio: 'inherit' });
+  try {
+    require('node-gyp-build')(root);
+  } catch {
+    execFileSync(process.execPath, [require.resolve('node-gyp/bin/node-gyp.js'), 'rebuild'], { cwd: root, stdio: 'inherit' });
+  }
 }
 
 const missing = needs();
@@ -36,6 +71,7 @@ if (missing.length) {
     '\n.ci/run installs every Debian package it uses; run as root on Debian 12 or similar.');
   process.exit(1);
 }
+build();
 
 require(join(root, 'dist/cjs/register.js'));
 const { lookup } = require(join(root, 'dist/cjs/index.js'));
