@@ -43,6 +43,8 @@
 #define TFO_EXID	0xF989
 #define TCP_MAX_HDR	60
 
+#define V4(a, b, c, d)	bpf_htonl(((a) << 24) | ((b) << 16) | ((c) << 8) | (d))
+
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 struct {
@@ -59,6 +61,13 @@ struct {
 	__type(key, struct toa_bpf_cidr);
 	__type(value, __u8);
 } toa_trusted SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct toa_bpf_ports);
+} toa_ports SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -86,8 +95,13 @@ static __always_inline void stat_inc(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&toa_stats, &idx);
 
+	/*
+	 * Atomic although per CPU: on a preemptible kernel the cgroup hooks run
+	 * in task context, where a softirq's sockops program can interrupt a
+	 * plain read-modify-write of the same slot.
+	 */
 	if (v)
-		*v += 1;	/* per-CPU slot, programs do not nest per CPU */
+		__sync_fetch_and_add(v, 1);
 }
 
 enum toa_parse { PARSE_NONE, PARSE_FOUND, PARSE_MALFORMED };
@@ -171,16 +185,20 @@ static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
 		if (len < 2 || i + len > th->doff * 4u)
 			return PARSE_MALFORMED;
 		next_opt = i + len;
-		if (len == TCPOLEN_TOA4 && kind_in(cfg, 0, kind)) {
+		if (!(len == TCPOLEN_TOA4 && kind_in(cfg, 0, kind)) &&
+		    !(len == TCPOLEN_TOA6 && kind_in(cfg, 1, kind)))
+			continue;
+		/*
+		 * In a SYN, kind 254 with ExID 0xF989 is the TFO cookie the
+		 * kernel takes it for (tcp_parse_options), whatever its length;
+		 * in any other segment those two bytes are a TOA port of 63881.
+		 * The SYN is the completing segment only with TCP Fast Open.
+		 */
+		if (kind == TCPOPT_EXP && th->syn) {
 			if (p + 4 > end)
 				return PARSE_MALFORMED;
-			/* same exclusion as the kmod: a TFO cookie of len 8 */
-			if (kind == TCPOPT_EXP &&
-			    ((p[2] << 8) | p[3]) == TFO_EXID)
+			if (((p[2] << 8) | p[3]) == TFO_EXID)
 				continue;
-		} else if (!(len == TCPOLEN_TOA6 &&
-			     kind_in(cfg, 1, kind))) {
-			continue;
 		}
 		*at = i;
 		return PARSE_FOUND;
@@ -271,6 +289,60 @@ static __always_inline int source_trusted(const struct toa_info *ti)
 	return bpf_map_lookup_elem(&toa_trusted, &key) != NULL;
 }
 
+/*
+ * An address no client can have (toa_bpf.h, TOA_STAT_BOGUS_*): adopting it
+ * would let a balancer's bug or a forged option pass for this host itself
+ * (loopback), or for nobody. Same classes as the kernel module.
+ */
+static __always_inline int bogus_class(const struct toa_info *ti)
+{
+	const __u32 *a = (const __u32 *)ti->real_addr;
+	__u32 v4 = a[0];
+
+	if (ti->real_family == AF_INET6) {
+		if ((a[0] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000))
+			return TOA_STAT_BOGUS_MULTICAST;
+		if (a[0] || a[1])
+			return 0;
+		if (!a[2] && !a[3])
+			return TOA_STAT_BOGUS_UNSPECIFIED;
+		if (!a[2] && a[3] == bpf_htonl(1))
+			return TOA_STAT_BOGUS_LOOPBACK;
+		if (a[2] != bpf_htonl(0xffff))
+			return 0;
+		/* v4-mapped: only the forms that mean this host */
+		if (!a[3])
+			return TOA_STAT_BOGUS_UNSPECIFIED;
+		if ((a[3] & V4(255, 0, 0, 0)) == V4(127, 0, 0, 0))
+			return TOA_STAT_BOGUS_LOOPBACK;
+		return 0;
+	}
+	if (!v4)
+		return TOA_STAT_BOGUS_UNSPECIFIED;
+	if ((v4 & V4(255, 0, 0, 0)) == V4(127, 0, 0, 0))
+		return TOA_STAT_BOGUS_LOOPBACK;
+	if ((v4 & V4(240, 0, 0, 0)) == V4(224, 0, 0, 0))
+		return TOA_STAT_BOGUS_MULTICAST;
+	if (v4 == V4(255, 255, 255, 255))
+		return TOA_STAT_BOGUS_BROADCAST;
+	return 0;
+}
+
+/* --ports: TOA only for connections to these local ports (sshd stays itself) */
+static __always_inline int port_honoured(const struct toa_bpf_config *cfg,
+					 __u32 port)
+{
+	__u32 zero = 0;
+	struct toa_bpf_ports *ports;
+
+	if (!cfg->ports_only)
+		return 1;
+	ports = bpf_map_lookup_elem(&toa_ports, &zero);
+	if (!ports || port > 65535)
+		return 0;
+	return ports->bits[port >> 3] & (1u << (port & 7));
+}
+
 static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 {
 	__u32 zero = 0;
@@ -281,7 +353,9 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	enum toa_parse r;
 
-	if (!cfg)
+	int bogus;
+
+	if (!cfg || !port_honoured(cfg, skops->local_port))
 		return 1;
 	r = parse_toa(skops, cfg, &opt);
 	if (r != PARSE_FOUND) {
@@ -313,6 +387,13 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 		ti.real_family = AF_INET6;
 		ti.flags |= TOA_INFO_F_NAT64;
 		__builtin_memcpy(ti.real_addr, opt.data + 2, 16);
+	}
+	bogus = bogus_class(&ti);
+	if (bogus) {
+		/* as if there were no option: nothing stored */
+		stat_inc(bogus);
+		stat_inc(TOA_STAT_SYN_RECV_SOCK_NO_TOA);
+		return 1;
 	}
 	goto store;
 
@@ -395,19 +476,41 @@ int toa_peername6(struct bpf_sock_addr *ctx)
 }
 
 /*
- * Before 5.18 a getsockopt program may only clear the error (any other
- * value becomes EFAULT); since then it may set any errno. Without that,
- * EINVAL and ENOTCONN cannot be told apart from "no module" (ENOPROTOOPT,
- * left as it is), and EFAULT is produced the old way, by an invalid optlen.
+ * Leaves the kernel's answer (or error) exactly as it is. The program sees
+ * at most a page of the caller's buffer, and ctx->optlen is the caller's
+ * length (failed call) or the length the kernel wrote back (success), which
+ * may exceed that view: an iptables table dump, a buffer over 4 KiB, or a
+ * size probe whose answer is larger than the buffer. Every kernel up to 6.4
+ * (kernel/bpf/cgroup.c) then fails the call with EFAULT, and 6.5+ (plus the
+ * 5.15.y/6.1.y backports of 29ebbba7d461) still do when the caller's length
+ * was under a page. optlen 0 tells every kernel to copy nothing back, so the
+ * caller keeps what the kernel wrote. Only then: an earlier program of the
+ * same cgroup may have answered, and its answer must stand.
+ */
+static __always_inline int pass(struct bpf_sockopt *ctx)
+{
+	__u8 *buf = ctx->optval, *end = ctx->optval_end;
+
+	if (ctx->optlen < 0 || ctx->optlen > end - buf)
+		ctx->optlen = 0;
+	return 1;
+}
+
+/*
+ * Before 5.18 a getsockopt program may only clear the error: any other
+ * retval is turned into EFAULT by the kernel's own check
+ * (`ctx.retval != 0 && ctx.retval != retval`, 5.10's kernel/bpf/cgroup.c),
+ * which is how EFAULT is produced there, without an invalid optlen. Since
+ * 5.18 (BPF_FUNC_set_retval) retval is the errno the caller gets. Without
+ * that, EINVAL and ENOTCONN cannot be told apart from "no module"
+ * (ENOPROTOOPT, left as it is).
  */
 static __always_inline int sockopt_fail(struct bpf_sockopt *ctx, int err)
 {
-	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval)) {
+	if (err == EFAULT ||
+	    bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
 		ctx->retval = -err;
-	} else if (err == EFAULT) {
-		ctx->optlen = -1;
-	}
-	return 1;
+	return pass(ctx);
 }
 
 static __always_inline int sockopt_reply(struct bpf_sockopt *ctx, __u32 len)
@@ -474,13 +577,13 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 	/* every other getsockopt of the cgroup passes here: leave at once */
 	if (ctx->level != IPPROTO_IP ||
 	    (ctx->optname != TOA_SO_GET_LOOKUP && ctx->optname != TOA_SO_GET_INFO))
-		return 1;
+		return pass(ctx);
 	/* a kernel module already answered: it owns the range */
 	if (ctx->retval != -ENOPROTOOPT)
-		return 1;
+		return pass(ctx);
 	sk = ctx->sk;
 	if (!sk)
-		return 1;
+		return pass(ctx);
 
 	/* checks in the kmod's order: buffer size, connection, then TOA */
 	info = ctx->optname == TOA_SO_GET_INFO;
@@ -495,7 +598,7 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 
 	if (info) {
 		if (buf + sizeof(struct toa_info) > end)
-			return 1;
+			return pass(ctx);
 		if (!ti) {
 			__builtin_memset(&local, 0, sizeof(local));
 			info_from_peer(sk, &local);
@@ -514,7 +617,7 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 		return sockopt_fail(ctx, EFAULT);
 	}
 	if (buf + sizeof(struct toa_nat64_peer) > end)
-		return 1;
+		return pass(ctx);
 	{
 		struct toa_nat64_peer *peer = (struct toa_nat64_peer *)buf;
 

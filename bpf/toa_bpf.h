@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
  * Layout of the maps the loader (src/bpf/) writes and reads. The loader
- * encodes these by hand: keep src/bpf/maps.ts in step with this file.
+ * encodes these by hand: keep src/bpf/encode.ts in step with this file.
  */
 #ifndef NODE_TOA_BPF_H
 #define NODE_TOA_BPF_H
@@ -16,7 +16,13 @@ struct toa_bpf_config {
 	__u8 kinds_v6[32];	/* kinds carrying |port|IPv6| (len 20) */
 	__u8 configured;	/* 0: never written, use 200 / 253 */
 	__u8 trusted_only;	/* honor options only from toa_trusted */
-	__u8 reserved[6];
+	__u8 ports_only;	/* honor options only on the local ports in toa_ports */
+	__u8 reserved[5];
+};
+
+/* toa_ports[0]: bit p of byte p / 8 = local port p (host order) */
+struct toa_bpf_ports {
+	__u8 bits[65536 / 8];
 };
 
 /*
@@ -51,6 +57,11 @@ enum toa_bpf_stat {
 	TOA_STAT_GETNAME_TOA_EMPTY,
 	TOA_STAT_UNTRUSTED,
 	TOA_STAT_MALFORMED,
+	/* trusted options naming an address no client can have: never adopted */
+	TOA_STAT_BOGUS_UNSPECIFIED,
+	TOA_STAT_BOGUS_LOOPBACK,
+	TOA_STAT_BOGUS_MULTICAST,
+	TOA_STAT_BOGUS_BROADCAST,
 	TOA_STAT_MAX
 };
 

@@ -6,7 +6,7 @@ const USAGE = `usage: node-toa <command>
 
   doctor [--json]        check the kernel, the TOA provider, its configuration
                          and counters; exits 1 when TOA cannot work
-  bpf attach|set|status|detach [options]
+  bpf attach|set|status|detach|install-service [options]
                          manage the eBPF backend (no kernel module needed);
                          see \`node-toa bpf --help\`
 `;
@@ -22,6 +22,8 @@ async function main(argv: string[]): Promise<number> {
       }
       const report = await doctor();
       process.stdout.write(rest.includes('--json') ? `${JSON.stringify(report, null, 2)}\n` : `${renderDoctor(report)}\n`);
+      // 4: this user could not read the eBPF backend's state (not "absent")
+      if (report.findings.some((f) => f.message.startsWith('permission denied'))) return 4;
       return report.verdict === 'fail' ? 1 : 0;
     }
     case 'bpf': {

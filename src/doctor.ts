@@ -40,8 +40,8 @@ export const COUNTER_MEANINGS: Record<string, string> = {
   syn_recv_sock_toa: 'connections whose handshake carried a TOA option that was adopted',
   syn_recv_sock_no_toa: 'connections without a usable TOA option (direct clients, or the balancer does not send TOA)',
   getname_toa_ok: 'getpeername calls answered with the client address',
-  getname_toa_mismatch: 'getpeername calls on a socket whose stored TOA does not fit its family (NAT64 on an IPv4 socket: use getsockopt 4096/4097)',
-  getname_toa_empty: 'getpeername calls on sockets without TOA',
+  getname_toa_mismatch: 'getsockopt 4096 (NAT64 lookup) calls refused with EFAULT: the socket has a TOA, but an IPv4 client (getpeername or 4097 give it)',
+  getname_toa_empty: 'getsockopt 4096 (NAT64 lookup) calls refused with EINVAL: the socket has no TOA',
   ip6_address_alloc: 'IPv6 (NAT64) entries stored',
   ip6_address_free: 'IPv6 (NAT64) entries freed (equals alloc once those connections closed)',
   entry_alloc: 'per-socket entries stored',
@@ -49,6 +49,10 @@ export const COUNTER_MEANINGS: Record<string, string> = {
   entry_alloc_fail: 'entries that could not be stored (memory pressure): those clients show the balancer address',
   untrusted: 'options ignored because their source is not in the trusted ranges (spoofing attempts or a missing range)',
   malformed: 'options with a matching kind but a wrong length or a TFO cookie: ignored',
+  bogus_unspecified: 'trusted options naming 0.0.0.0 / :: (or ::ffff:0.0.0.0): never adopted',
+  bogus_loopback: 'trusted options naming a loopback address (127/8, ::1, ::ffff:127/104): never adopted',
+  bogus_multicast: 'trusted options naming a multicast address (224/4, ff00::/8): never adopted',
+  bogus_broadcast: 'trusted options naming 255.255.255.255: never adopted',
   not_linear: 'handshake packets whose TCP header was not readable in place: options not inspected',
   table_entries: 'entries currently stored',
   probe_missed: 'kprobe hits the kernel could not run the module for (too many at once)',
@@ -99,7 +103,17 @@ async function bpfProvider(findings: Finding[]): Promise<Provider | undefined> {
   try {
     bpf = await import('./bpf');
     const s = await bpf.status();
-    if (!s.loaded && s.attachments.length === 0) return undefined;
+    if (s.access === 'denied') {
+      // the pins exist or not: this user cannot tell, so do not say "absent"
+      findings.push({ level: 'warn', message: `permission denied: cannot read the eBPF backend's pins under ${s.pinDir}`, next: 'run doctor as root' });
+      return undefined;
+    }
+    if (!s.loaded && s.attachments.length === 0) {
+      if (s.orphans.length) {
+        findings.push({ level: 'fail', message: `eBPF programs of node-toa attached without pins: ${s.orphans.map((o) => `${o.program} on ${o.cgroup}`).join(', ')}`, next: 'npx node-toa bpf detach, then attach' });
+      }
+      return undefined;
+    }
     return {
       kind: 'node-toa-bpf',
       detail: `node-toa eBPF backend pinned at ${s.pinDir}`,
@@ -111,8 +125,8 @@ async function bpfProvider(findings: Finding[]): Promise<Provider | undefined> {
     };
   } catch (err) {
     const e = err as Error & { code?: string };
-    // Without root or bpftool the pins cannot be read: say so, don't guess.
-    findings.push({ level: 'warn', message: `could not inspect the eBPF backend: ${e.message}`, next: e.code === 'ERR_TOA_BPF_NO_BPFTOOL' ? 'apt-get install bpftool' : 'run doctor as root' });
+    // Without the loader or the rights the pins cannot be read: say so, don't guess.
+    findings.push({ level: 'warn', message: `could not inspect the eBPF backend: ${e.message}`, next: e.code === 'ERR_TOA_BPF_NO_LOADER' ? 'reinstall node-toa (its toa-bpf loader is missing)' : 'run doctor as root' });
     return undefined;
   }
 }
@@ -210,11 +224,12 @@ export async function doctor(): Promise<DoctorReport> {
     findings.push({ level: 'fail', message: `the native addon does not work here: ${(err as Error).message}`, next: 'npm rebuild node-toa (or npm install --build-from-source node-toa)' });
   }
 
-  if (providers.length === 0) {
+  const bpfDenied = findings.some((f) => f.message.startsWith('permission denied'));
+  if (providers.length === 0 && !bpfDenied) {
     findings.push({
       level: 'fail',
       message: 'no TOA provider is active: every connection through a full-NAT balancer shows the balancer\'s address',
-      next: 'load the kernel module (cd node_modules/node-toa/kmod && make && sudo make install && sudo modprobe toa) or attach the eBPF backend (sudo npx node-toa bpf attach)',
+      next: 'load the kernel module (cd node_modules/node-toa/kmod && make && sudo make install && sudo modprobe toa) or attach the eBPF backend (sudo npx node-toa bpf attach --trusted <balancer CIDRs>)',
     });
   }
   for (const p of providers) {

@@ -72,6 +72,7 @@ export class Sandbox {
     return attach({
       cgroup: this.cgroup, pinDir: this.pinDir, object: bpfObject(),
       ipv4Kinds: config.ipv4Kinds ?? [200], ipv6Kinds: config.ipv6Kinds ?? [253], trusted: config.trusted ?? [],
+      ports: config.ports ?? [],
     });
   }
 
@@ -129,6 +130,7 @@ export function bpfBackend(tag: string): Backend & { sandbox(): Sandbox } {
       await configure({
         pinDir: box.pinDir,
         ipv4Kinds: config.ipv4Kinds ?? [200], ipv6Kinds: config.ipv6Kinds ?? [253], trusted: config.trusted ?? [],
+        ports: config.ports ?? [],
       });
     },
     async disable() {

@@ -15,6 +15,10 @@ export const COUNTER_NAMES = [
   'getname_toa_empty',
   'untrusted',
   'malformed',
+  'bogus_unspecified',
+  'bogus_loopback',
+  'bogus_multicast',
+  'bogus_broadcast',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 export type Counters = Record<CounterName, number>;
@@ -24,7 +28,13 @@ export interface BpfConfig {
   ipv6Kinds: number[];
   /** balancer / SNAT source ranges whose options are honoured; empty = all */
   trusted: string[];
+  /** local ports where TOA is honoured; empty = all */
+  ports: number[];
 }
+
+/** toa_trusted's max_entries (TOA_BPF_MAX_TRUSTED) */
+export const MAX_TRUSTED = 1024;
+const PORTS_SIZE = 65536 / 8; // struct toa_bpf_ports
 
 const CONFIG_SIZE = 72; // struct toa_bpf_config
 const CIDR_KEY_SIZE = 20; // struct toa_bpf_cidr
@@ -56,20 +66,43 @@ function kindsOf(bitmap: number[]): number[] {
   return kinds;
 }
 
+export function parsePorts(value: unknown, name = 'ports'): number[] {
+  const list = typeof value === 'string' ? value.split(',').map((s) => s.trim()).filter(Boolean) : value;
+  if (!Array.isArray(list)) throw new BpfError('ERR_INVALID_ARG_VALUE', `${name}: expected a list of ports`);
+  const ports = list.map((p) => (typeof p === 'string' && /^\d+$/.test(p) ? Number(p) : p));
+  for (const p of ports) {
+    if (!Number.isInteger(p) || (p as number) < 1 || (p as number) > 65535) {
+      throw new BpfError('ERR_INVALID_ARG_VALUE', `${name}: ${String(p)} is not a port (1..65535)`);
+    }
+  }
+  return [...new Set(ports as number[])].sort((a, b) => a - b);
+}
+
+export function encodePorts(ports: number[]): number[] {
+  const bytes = new Array<number>(PORTS_SIZE).fill(0);
+  for (const p of ports) bytes[p >> 3] |= 1 << (p & 7);
+  return bytes;
+}
+
+export function decodePorts(bytes: number[]): number[] {
+  return kindsOf(bytes);
+}
+
 export function encodeConfig(c: BpfConfig): number[] {
-  const out = [...kindBitmap(c.ipv4Kinds), ...kindBitmap(c.ipv6Kinds), 1, c.trusted.length ? 1 : 0];
+  const out = [...kindBitmap(c.ipv4Kinds), ...kindBitmap(c.ipv6Kinds), 1, c.trusted.length ? 1 : 0, c.ports.length ? 1 : 0];
   while (out.length < CONFIG_SIZE) out.push(0);
   return out;
 }
 
-export function decodeConfig(bytes: number[]): Omit<BpfConfig, 'trusted'> & { configured: boolean; trustedOnly: boolean } {
+export function decodeConfig(bytes: number[]): Omit<BpfConfig, 'trusted' | 'ports'> & { configured: boolean; trustedOnly: boolean; portsOnly: boolean } {
   if (bytes.length !== CONFIG_SIZE) {
-    throw new BpfError('ERR_TOA_BPF_BPFTOOL', `toa_config value has ${bytes.length} bytes, expected ${CONFIG_SIZE}: object and loader disagree`);
+    throw new BpfError('ERR_TOA_BPF_LOADER', `toa_config value has ${bytes.length} bytes, expected ${CONFIG_SIZE}: object and loader disagree`);
   }
   const configured = bytes[64] !== 0;
   return {
     configured,
     trustedOnly: bytes[65] !== 0,
+    portsOnly: bytes[66] !== 0,
     ipv4Kinds: configured ? kindsOf(bytes.slice(0, 32)) : DEFAULT_IPV4_KINDS,
     ipv6Kinds: configured ? kindsOf(bytes.slice(32, 64)) : DEFAULT_IPV6_KINDS,
   };
@@ -123,7 +156,7 @@ export function cidrKey(cidr: string): number[] {
 }
 
 export function cidrOfKey(key: number[]): string {
-  if (key.length !== CIDR_KEY_SIZE) throw new BpfError('ERR_TOA_BPF_BPFTOOL', `trusted key of ${key.length} bytes`);
+  if (key.length !== CIDR_KEY_SIZE) throw new BpfError('ERR_TOA_BPF_LOADER', `trusted key of ${key.length} bytes`);
   const bits = key[0] | (key[1] << 8);
   const a = key.slice(4);
   const mapped = a.slice(0, 10).every((b) => b === 0) && a[10] === 0xff && a[11] === 0xff && bits >= 96;
@@ -154,19 +187,13 @@ export function normalizeTrusted(value: unknown): string[] {
     const k = cidrKey(c);
     keys.set(k.join(','), cidrOfKey(k));
   }
+  // the trie holds the old and the new list while one replaces the other
+  if (keys.size > MAX_TRUSTED / 2) {
+    throw new BpfError('ERR_INVALID_ARG_VALUE', `trusted: ${keys.size} ranges, at most ${MAX_TRUSTED / 2}`);
+  }
   return [...keys.values()];
-}
-
-export function hex(bytes: number[]): string[] {
-  return bytes.map((b) => b.toString(16).padStart(2, '0'));
 }
 
 export function u32le(n: number): number[] {
   return [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, (n >>> 24) & 0xff];
-}
-
-export function u64le(bytes: number[]): number {
-  let v = 0n;
-  for (let i = bytes.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[i]);
-  return Number(v);
 }

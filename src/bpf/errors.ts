@@ -3,8 +3,11 @@
 
 export type BpfErrorCode =
   | 'ERR_INVALID_ARG_VALUE'
-  | 'ERR_TOA_BPF_NOT_ROOT'
-  | 'ERR_TOA_BPF_NO_BPFTOOL'
+  | 'ERR_TOA_BPF_PERMISSION_DENIED'
+  | 'ERR_TOA_BPF_NO_LOADER'
+  | 'ERR_TOA_BPF_LOADER'
+  | 'ERR_TOA_BPF_UNTRUSTED_ROOT'
+  | 'ERR_TOA_BPF_SERVICE'
   | 'ERR_TOA_BPF_NO_OBJECT'
   | 'ERR_TOA_BPF_NO_CGROUP2'
   | 'ERR_TOA_BPF_NO_BPFFS'
@@ -13,12 +16,11 @@ export type BpfErrorCode =
   | 'ERR_TOA_BPF_LOAD'
   | 'ERR_TOA_BPF_ATTACH'
   | 'ERR_TOA_BPF_ALREADY_ATTACHED'
-  | 'ERR_TOA_BPF_NOT_LOADED'
-  | 'ERR_TOA_BPF_BPFTOOL';
+  | 'ERR_TOA_BPF_NOT_LOADED';
 
 export class BpfError extends Error {
   readonly code: BpfErrorCode;
-  /** bpftool's own output, when it was bpftool that failed */
+  /** libbpf's and the verifier's output, when loading failed */
   readonly detail?: string;
 
   constructor(code: BpfErrorCode, message: string, detail?: string) {
