@@ -15,6 +15,8 @@ export interface Provider {
   ipv4Kinds?: number[];
   ipv6Kinds?: number[];
   trusted?: string[];
+  /** local ports where TOA is honoured (kmod `ports`); empty = every port */
+  ports?: number[];
   /** counters summed over CPUs */
   counters?: Record<string, number>;
   /** cgroups the eBPF programs are attached to */
@@ -53,6 +55,7 @@ export const COUNTER_MEANINGS: Record<string, string> = {
   bogus_loopback: 'trusted options naming a loopback address (127/8, ::1, ::ffff:127/104): never adopted',
   bogus_multicast: 'trusted options naming a multicast address (224/4, ff00::/8): never adopted',
   bogus_broadcast: 'trusted options naming 255.255.255.255: never adopted',
+  port_skipped: 'handshakes on local ports outside the `ports` list: TOA not looked at (those services see the balancer)',
   not_linear: 'handshake packets whose TCP header was not readable in place: options not inspected',
   table_entries: 'entries currently stored',
   probe_missed: 'kprobe hits the kernel could not run the module for (too many at once)',
@@ -91,6 +94,7 @@ function kmodProvider(): Provider | undefined {
       ipv4Kinds: kinds(read(`${params}/ipv4_kinds`)),
       ipv6Kinds: kinds(read(`${params}/ipv6_kinds`)),
       trusted: trusted && trusted !== '(none)' ? trusted.split(',') : [],
+      ports: existsSync(`${params}/ports`) ? kinds(read(`${params}/ports`)) : undefined,
       counters,
     };
   }
@@ -255,6 +259,9 @@ export async function doctor(): Promise<DoctorReport> {
       findings.push({ level: 'fail', message: 'the eBPF programs are loaded but not attached to any cgroup', next: 'npx node-toa bpf attach' });
     }
     const c = p.counters ?? {};
+    if ((c.probe_missed ?? 0) > 0) {
+      findings.push({ level: 'warn', message: `${c.probe_missed} probe hits were missed: those connections or getpeername calls showed the balancer`, next: 'report it with the CPU count and load (node-toa doctor --json)' });
+    }
     if ((c.untrusted ?? 0) > 0) {
       findings.push({ level: 'warn', message: `${c.untrusted} TOA options were ignored because their source is not trusted`, next: 'if these come from your balancer, add its SNAT range to the trusted list; otherwise someone is trying to spoof addresses' });
     }
@@ -286,6 +293,7 @@ export function renderDoctor(r: DoctorReport): string {
     lines.push(`provider    ${p.kind}: ${p.detail}`);
     if (p.ipv4Kinds) lines.push(`  kinds     IPv4 ${p.ipv4Kinds.join(',')}  IPv6 ${p.ipv6Kinds?.join(',') ?? '?'}`);
     if (p.trusted) lines.push(`  trusted   ${p.trusted.length ? p.trusted.join(', ') : '(none: every source is believed)'}`);
+    if (p.ports) lines.push(`  ports     ${p.ports.length ? p.ports.join(', ') : '(all local ports)'}`);
     if (p.cgroups) lines.push(`  cgroups   ${p.cgroups.join(', ') || '(not attached)'}`);
     for (const [name, value] of Object.entries(p.counters ?? {})) {
       lines.push(`  ${name.padEnd(22)} ${String(value).padStart(10)}  ${COUNTER_MEANINGS[name] ?? ''}`);
