@@ -9,8 +9,27 @@ import os from 'node:os';
 import path from 'node:path';
 import { HarnessError, cacheRoot, projectRoot, sh } from './kernels.mjs';
 
-/** Signs of a kernel in trouble, in the console or dmesg. */
-export const KERNEL_TROUBLE = /\b(Oops|BUG:|Kernel panic|Call Trace:|WARNING: CPU|general protection fault|KASAN|UBSAN|refcount_t:|list_(add|del) corruption|soft lockup|hung_task|RCU stall|rcu_sched self-detected)/;
+/**
+ * Kernel command line of every guest. oops=panic + panic=-1 + -no-reboot:
+ * an oops ends the guest at once, visibly. kfence.sample_interval=1: KFENCE
+ * (built into Debian's kernels, but off by default: sample interval 0)
+ * samples an allocation every millisecond, so out-of-bounds and
+ * use-after-free accesses of the code under test get caught and reported
+ * (dmesg.mjs fails the run on any report). Kernels without KFENCE ignore it.
+ */
+export const KERNEL_ARGS = 'panic=-1 oops=panic loglevel=5 kfence.sample_interval=1';
+
+/**
+ * QEMU per guest architecture, all TCG (-cpu max: every feature QEMU
+ * emulates). arm64: the `virt` board (PCIe, so virtio-9p-pci as on x86; a
+ * PL011 UART); pauth-impdef: QEMU's own pointer-authentication hash instead
+ * of the architected QARMA, which is much slower to emulate — Debian's
+ * arm64 kernels sign return addresses (CONFIG_ARM64_PTR_AUTH_KERNEL).
+ */
+export const MACHINES = {
+  amd64: { qemu: 'qemu-system-x86_64', args: ['-cpu', 'max'], console: 'ttyS0' },
+  arm64: { qemu: 'qemu-system-aarch64', args: ['-M', 'virt', '-cpu', 'max,pauth-impdef=on'], console: 'ttyAMA0' },
+};
 
 // Modules the initramfs needs before it can reach the host root. Whatever
 // is built in (virtio_pci on 6.12, for example) is simply not listed.
@@ -24,10 +43,17 @@ mount -t devtmpfs dev /dev
 fail() { echo "TOA-GUEST-FAIL $*"; sync; poweroff -f; }
 for m in $(cat /mods/order); do insmod /mods/$m || fail "insmod $m"; done
 mkdir -p /lower /results /upper /newroot
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /lower || fail "mount host root"
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results /results || fail "mount results"
-mount -t tmpfs -o size=1g tmpfs /upper && mkdir -p /upper/u /upper/w
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/upper/u,workdir=/upper/w /newroot || fail "overlay"
+. /results/boot.env
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroot /lower || fail "mount host root"
+mount -t tmpfs -o size=1g tmpfs /upper && mkdir -p /upper/u /upper/w /upper/pu /upper/pw
+# the root: the host's own, or (foreign guests) a root of that architecture's packages on the host
+mount -t overlay overlay -o lowerdir=/lower$GUEST_ROOT,upperdir=/upper/u,workdir=/upper/w /newroot || fail "overlay"
+# foreign guests: the project tree over that root, under layers of its arch-specific files
+if [ -n "$PROJECT_LOWER" ]; then
+  mkdir -p /newroot$PROJECT
+  mount -t overlay overlay -o lowerdir=$PROJECT_LOWER,upperdir=/upper/pu,workdir=/upper/pw /newroot$PROJECT || fail "project overlay"
+fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
 mount -t devtmpfs dev /newroot/dev
@@ -38,7 +64,6 @@ mount -t bpf bpf /newroot/sys/fs/bpf || fail "bpffs"
 mount -t debugfs none /newroot/sys/kernel/debug 2>/dev/null
 mount -t tracefs none /newroot/sys/kernel/tracing 2>/dev/null
 mkdir -p /newroot/mnt/results && mount --bind /results /newroot/mnt/results
-. /results/boot.env
 mkdir -p /newroot/lib/modules/$KVER && mount --bind /newroot$MODDIR /newroot/lib/modules/$KVER || fail "modules bind"
 echo "TOA-GUEST-START $(cut -d' ' -f1 /proc/uptime)"
 chroot /newroot /bin/bash /mnt/results/job.sh
@@ -55,8 +80,7 @@ function decompressTo(src, dst) {
 }
 
 /** Busybox + the 9p/overlay modules of this kernel (decompressed: busybox insmod cannot). */
-export function buildInitramfs(k) {
-  const busybox = '/bin/busybox';
+export function buildInitramfs(k, { busybox = '/bin/busybox' } = {}) {
   if (!fs.existsSync(busybox)) throw new HarnessError('ENOPREREQ', 'busybox-static is not installed (/bin/busybox)');
   const deps = [];
   for (const m of INITRAMFS_MODULES) {
@@ -66,7 +90,7 @@ export function buildInitramfs(k) {
       if (mm && !deps.includes(mm[1])) deps.push(mm[1]);
     }
   }
-  const hash = createHash('sha256').update(INIT).update(deps.join('\n')).digest('hex').slice(0, 12);
+  const hash = createHash('sha256').update(INIT).update(deps.join('\n')).update(busybox).digest('hex').slice(0, 12);
   const out = path.join(cacheRoot, 'guest', `initramfs-${k.kver}-${hash}.cpio.gz`);
   if (fs.existsSync(out)) return out;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'toa-initramfs-'));
@@ -101,9 +125,13 @@ function shellQuote(s) {
  * Writes the job the guest runs in the chroot: kernel modules the tests
  * need, then vitest on the kernel suite with a JSON report into the share.
  */
-function writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS }) {
+function writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS, selftest }) {
   const exports = Object.entries(env).map(([n, v]) => `export ${n}=${shellQuote(v)}`).join('\n');
-  fs.writeFileSync(path.join(resultsDir, 'boot.env'), `KVER=${shellQuote(k.kver)}\nMODDIR=${shellQuote(k.modDir)}\n`);
+  // foreign guests (k.userland: arm64-root.mjs): their root, and the project tree overlaid on it
+  const u = k.userland;
+  const lower = u ? [...u.layers, projectRoot].map((d) => `/lower${d}`).join(':') : '';
+  fs.writeFileSync(path.join(resultsDir, 'boot.env'), `KVER=${shellQuote(k.kver)}\nMODDIR=${shellQuote(k.modDir)}\n` +
+    `GUEST_ROOT=${shellQuote(u ? u.root : '')}\nPROJECT=${shellQuote(projectRoot)}\nPROJECT_LOWER=${shellQuote(lower)}\n`);
   fs.writeFileSync(path.join(resultsDir, 'job.sh'), `set -u
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
 ${exports}
@@ -114,12 +142,17 @@ for m in tun veth; do
   modprobe $m || { echo "TOA-GUEST-FAIL modprobe $m"; echo 97 > $R/rc; dmesg > $R/dmesg.txt; exit 0; }
 done
 cd ${shellQuote(projectRoot)}
+${u ? `# the work tree's addon is this machine's build: node-gyp-build must pick prebuilds/linux-${k.arch}
+rm -f build/Release/*.node build/Debug/*.node` : ''}
 echo "guest: kernel $(uname -r), node $(node --version), $(nproc) cpus"
 export TOA_PROGRESS_FILE=$R/progress.jsonl
 timeout -k 10 ${innerTimeoutS} node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts \\
   --reporter=default --reporter=json --outputFile.json=$R/vitest.json \\
   --reporter=${shellQuote(path.join(projectRoot, 'test/support/guest/progress-reporter.mjs'))} ${vitestArgs.map(shellQuote).join(' ')}
 echo $? > $R/rc
+cat /sys/module/kfence/parameters/sample_interval > $R/kfence-interval 2>/dev/null
+${selftest ? `# detector self-test, last: its WARN taints the kernel (its init fails by design)
+insmod ${shellQuote(selftest.ko)} nonce=${selftest.nonce} 2>/dev/null` : ''}
 dmesg > $R/dmesg.txt
 `);
 }
@@ -128,22 +161,24 @@ dmesg > $R/dmesg.txt
  * Boots `k` and runs the suite. Resolves with the raw outcome; the matrix
  * turns it into pass/fail. `onConsole` receives the guest console line by line.
  */
-export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [], innerTimeoutS = 900, bootTimeoutS = 150, memMb = 2048, cpus = 2, onConsole = () => {} }) {
-  fs.rmSync(resultsDir, { recursive: true, force: true });
+export async function runGuest(k, { initramfs, resultsDir, env, selftest = null, vitestArgs = [], innerTimeoutS = 900, bootTimeoutS = 150, memMb = 2048, cpus = 2, onConsole = () => {} }) {
+  // what an earlier guest wrote here; the build logs the matrix put here stay
+  for (const f of ['rc', 'vitest.json', 'progress.jsonl', 'dmesg.txt', 'kfence-interval', 'console.log']) fs.rmSync(path.join(resultsDir, f), { force: true });
   fs.mkdirSync(resultsDir, { recursive: true });
-  writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS });
+  writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS, selftest });
+  const m = MACHINES[k.arch ?? 'amd64'];
   const args = [
-    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', String(cpus), '-m', String(memMb),
+    ...m.args, '-accel', 'tcg,thread=multi', '-smp', String(cpus), '-m', String(memMb),
     '-nographic', '-no-reboot', '-nic', 'none',
     '-kernel', k.vmlinuz, '-initrd', initramfs,
-    '-append', 'console=ttyS0 panic=-1 oops=panic loglevel=5',
+    '-append', `console=${m.console} ${KERNEL_ARGS}`,
     '-virtfs', 'local,path=/,mount_tag=hostroot,readonly=on,security_model=none,multidevs=remap',
     '-virtfs', `local,path=${resultsDir},mount_tag=results,security_model=none`,
   ];
   const consoleFile = fs.openSync(path.join(resultsDir, 'console.log'), 'w');
   const t0 = Date.now();
   const outcome = { startedAt: new Date(t0).toISOString(), bootMs: null, testMs: null, wallMs: null, timedOut: false, exit: null };
-  const proc = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(m.qemu, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   // an interrupted matrix must not leave a guest running
   const onSignal = (sig) => {
     proc.kill('SIGKILL');
@@ -177,7 +212,7 @@ export async function runGuest(k, { initramfs, resultsDir, env, vitestArgs = [],
     if (outcome.bootMs === null) { outcome.timedOut = true; proc.kill('SIGKILL'); }
   }, bootTimeoutS * 1000);
   outcome.exit = await new Promise((resolve, reject) => {
-    proc.on('error', (e) => reject(new HarnessError('ENOPREREQ', `qemu-system-x86_64: ${e.message}`)));
+    proc.on('error', (e) => reject(new HarnessError('ENOPREREQ', `${m.qemu}: ${e.message}`)));
     proc.on('exit', (code, sig) => resolve(sig ?? code));
   });
   clearTimeout(killer);

@@ -5,6 +5,7 @@
 //   node test/support/guest/matrix.mjs [--kernel 6.1] [--kernel 5.10,sid]
 //        [--file test/kernel/harness.test.ts] [--inner-timeout 900]
 //        [--env TOA_FUZZ_N=2000] [--allow-skip] [--quiet] [-- <extra vitest args>]
+//        [--prepare-only] [--no-prepare-ahead]
 //
 // Per kernel: resolve + fetch (kernels.mjs), build kmod/ with that kernel's
 // headers and compiler (kmod-build.mjs; chroot.mjs), build the initramfs,
@@ -14,17 +15,22 @@
 // kernel). Exit status 0 only if every selected kernel passed: an oops,
 // panic, hang, build failure, missing prerequisite, skipped or failed test
 // is a failure.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { KERNELS, HarnessError, cacheRoot, fetchKernel, lockFile, projectRoot, sh, withLock } from './kernels.mjs';
-import { KERNEL_TROUBLE, buildInitramfs, runGuest } from './guest.mjs';
+import { buildInitramfs, runGuest } from './guest.mjs';
+import { formatReports, guestReports } from './dmesg.mjs';
 import { ensureBuildChroot } from './chroot.mjs';
-import { buildKmod } from './kmod-build.mjs';
+import { buildKmod, buildSelftest } from './kmod-build.mjs';
 import { build as buildLb } from '../lb/index.mjs';
+import { ensureArm64Root, ensureArm64Sysroot, ensureNpmLayer } from './arm64-root.mjs';
 
 function parseArgs(argv) {
-  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [], env: {} };
+  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [], env: {}, prepareOnly: false, prepareAhead: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
@@ -40,6 +46,8 @@ function parseArgs(argv) {
       if (!m) throw new HarnessError('EUSAGE', '--env takes NAME=value');
       o.env[m[1]] = m[2];
     } else if (a === '--allow-skip') o.allowSkip = true;
+    else if (a === '--prepare-only') o.prepareOnly = true;
+    else if (a === '--no-prepare-ahead') o.prepareAhead = false;
     else if (a === '--quiet' || a === '-q') o.quiet = true;
     else if (a === '--help' || a === '-h') {
       console.log(fs.readFileSync(new URL(import.meta.url), 'utf8').split('\n').slice(1, 16).join('\n'));
@@ -53,7 +61,7 @@ function parseArgs(argv) {
   return o;
 }
 
-function checkPrerequisites() {
+function checkPrerequisites(kernels) {
   const missing = [];
   for (const [bin, pkg] of [['qemu-system-x86_64', 'qemu-system-x86'], ['cpio', 'cpio'], ['modprobe', 'kmod'],
     ['depmod', 'kmod'], ['apt-get', 'apt'], ['dpkg', 'dpkg'], ['xz', 'xz-utils'], ['zstd', 'zstd'],
@@ -61,6 +69,11 @@ function checkPrerequisites() {
     if (sh('sh', ['-c', `command -v ${bin}`], { allowFail: true }).status !== 0) missing.push(`${bin} (${pkg})`);
   }
   if (!fs.existsSync('/bin/busybox')) missing.push('/bin/busybox (busybox-static)');
+  if (kernels.some((k) => k.arch === 'arm64')) {
+    for (const [bin, pkg] of [['qemu-system-aarch64', 'qemu-system-arm'], ['aarch64-linux-gnu-gcc', 'gcc-aarch64-linux-gnu'], ['aarch64-linux-gnu-g++', 'g++-aarch64-linux-gnu'], ['npm', 'npm']]) {
+      if (sh('sh', ['-c', `command -v ${bin}`], { allowFail: true }).status !== 0) missing.push(`${bin} (${pkg})`);
+    }
+  }
   if (!fs.existsSync(path.join(projectRoot, 'node_modules/vitest/vitest.mjs'))) missing.push('node_modules/vitest (npm ci)');
   if (process.getuid() !== 0) missing.push('root');
   if (missing.length) throw new HarnessError('ENOPREREQ', `missing prerequisites: ${missing.join(', ')}`);
@@ -76,6 +89,30 @@ function buildBpf() {
     return null;
   }
   return obj;
+}
+
+/** Whether the kernel's build configuration (its unpacked config-<kver>) sets CONFIG_<opt>=y. */
+function kernelHas(k, opt) {
+  const conf = [path.join(k.root, 'boot', `config-${k.kver}`), path.join(k.modDir, 'config')].find((f) => fs.existsSync(f));
+  if (!conf) throw new HarnessError('ENOENT', `no config-${k.kver} in ${k.root}`);
+  return new RegExp(`^CONFIG_${opt}=y$`, 'm').test(fs.readFileSync(conf, 'utf8'));
+}
+
+/**
+ * What an arm64 guest needs from this machine: the arm64 root, the arm64
+ * npm layer, the cross-built LB helper and the arm64 prebuilt addon.
+ */
+function prepareArm64({ log }) {
+  const t0 = Date.now();
+  const root = ensureArm64Root({ log });
+  const npmLayer = ensureNpmLayer({ log });
+  const sysroot = ensureArm64Sysroot({ log });
+  const lb = buildLb({ arch: 'arm64', arm64Sysroot: sysroot });
+  // the guest runs anyway when it fails: the tests that load the addon then fail themselves
+  const r = sh(process.execPath, [path.join(projectRoot, 'scripts/prebuild.mjs'), '--arch', 'arm64'],
+    { allowFail: true, timeoutMs: 600_000, env: { TOA_ARM64_SYSROOT: sysroot } });
+  const prebuildError = r.status === 0 ? null : `scripts/prebuild.mjs --arch arm64 failed: ${`${r.stdout}${r.stderr}`.split('\n').filter((l) => /error|cannot|prebuild:/i.test(l)).slice(0, 5).join(' / ')}`;
+  return { ...root, npmLayer, lbHelper: path.relative(projectRoot, lb.helper), prebuildError, ms: Date.now() - t0 };
 }
 
 function readReport(file) {
@@ -148,6 +185,12 @@ async function runKernel(kernel, opts, shared) {
     const log = (m) => console.log(`[${kernel.id}] ${m}`);
     const onWait = (pid) => log(`waiting for process ${pid} preparing the same kernel`);
     k = await withLock(lockFile(`fetch-${kernel.id}`), () => fetchKernel(kernel, { log }), { onWait });
+    if (kernel.arch === 'arm64') {
+      const u = await withLock(lockFile('arm64-userland'), () => prepareArm64({ log }), { onWait });
+      k.userland = { root: u.root, layers: [u.npmLayer] };
+      entry.userland = { suite: 'trixie', node: u.node, packages: u.packages.length, helper: u.lbHelper, prepareMs: u.ms };
+      if (u.prebuildError) entry.reasons.push(u.prebuildError);
+    }
     if (fs.existsSync(path.join(projectRoot, 'kmod/Makefile'))) {
       const c = await withLock(lockFile(`chroot-${kernel.suite}`), () => ensureBuildChroot(kernel.suite, k.headersDir, { log }), { onWait });
       if (c) entry.buildChroot = c;
@@ -158,21 +201,32 @@ async function runKernel(kernel, opts, shared) {
     entry.wallMs = Date.now() - t0;
     return entry;
   }
-  Object.assign(entry, { kver: k.kver, packages: k.packages, fetchMs: k.fetchMs });
+  Object.assign(entry, { kver: k.kver, packages: k.packages, fetchMs: k.fetchMs, kfence: { built: kernelHas(k, 'KFENCE') } });
   const resultsDir = path.join(shared.runDir, k.kver);
   fs.mkdirSync(resultsDir, { recursive: true });
   const kmod = buildKmod(k, { chroot: entry.buildChroot?.chroot, logFile: path.join(resultsDir, 'kmod-build.log') });
-  entry.kmod = { status: kmod.status, ko: kmod.ko, buildMs: kmod.ms, warnings: kmod.warnings?.length ?? 0 };
+  entry.kmod = { status: kmod.status, ko: kmod.ko, buildMs: kmod.ms, cached: kmod.cached ?? false, warnings: kmod.warnings?.length ?? 0 };
   if (kmod.status === 'failed') {
     entry.reasons.push(`kmod build failed${kmod.warnings?.length ? ` (${kmod.warnings.length} warnings)` : ''} (see ${path.relative(projectRoot, resultsDir)}/kmod-build.log)`);
     console.error(`[${kernel.id}] kmod build FAILED:\n${kmod.log}`);
   }
+  // the detector's self-test (selftest/): without it, a silent detector would pass every run
+  const selftestKo = buildSelftest(k, { chroot: entry.buildChroot?.chroot, logFile: path.join(resultsDir, 'selftest-build.log') });
+  if (selftestKo.status !== 'ok') {
+    entry.reasons.push(`self-test module build failed (see ${path.relative(projectRoot, resultsDir)}/selftest-build.log)`);
+    console.error(`[${kernel.id}] self-test module build FAILED:\n${selftestKo.log}`);
+  }
+  const nonce = randomBytes(6).toString('hex');
   let initramfs;
   try {
-    initramfs = buildInitramfs(k);
+    initramfs = buildInitramfs(k, k.userland ? { busybox: path.join(k.userland.root, 'usr/bin/busybox') } : {});
   } catch (e) {
     entry.reasons.push(`initramfs: ${e.message}`);
     entry.wallMs = Date.now() - t0;
+    return entry;
+  }
+  if (opts.prepareOnly) {
+    Object.assign(entry, { status: entry.reasons.length ? 'fail' : 'prepared', wallMs: Date.now() - t0 });
     return entry;
   }
   const env = { ...opts.env, TOA_KERNEL: k.kver, CI: '1' };
@@ -185,7 +239,8 @@ async function runKernel(kernel, opts, shared) {
     entry.waitedMs = Date.now() - waitFrom;
     return runGuest(k, {
       initramfs, resultsDir, env, innerTimeoutS: opts.innerTimeoutS,
-      vitestArgs: [...opts.files, ...opts.extra],
+      selftest: selftestKo.ko ? { ko: selftestKo.ko, nonce } : null,
+      vitestArgs: [...(opts.files.length ? opts.files : kernel.files ?? []), ...opts.extra],
       onConsole: (line) => { if (!opts.quiet) console.log(`[${kernel.id}] ${line}`); },
     });
   }, { onWait: (pid) => console.log(`[${kernel.id}] waiting for the guest of process ${pid} to finish`) });
@@ -195,16 +250,32 @@ async function runKernel(kernel, opts, shared) {
   const dmesg = fs.existsSync(dmesgFile) ? fs.readFileSync(dmesgFile, 'utf8') : '';
   const rcFile = path.join(resultsDir, 'rc');
   const rc = fs.existsSync(rcFile) ? Number(fs.readFileSync(rcFile, 'utf8').trim()) : null;
+  const interval = path.join(resultsDir, 'kfence-interval');
+  // what the running guest reports: proves the command line took effect
+  entry.kfence.sampleIntervalMs = fs.existsSync(interval) ? Number(fs.readFileSync(interval, 'utf8').trim()) : null;
   const report = summarize(readReport(path.join(resultsDir, 'vitest.json')) ?? reportFromProgress(path.join(resultsDir, 'progress.jsonl')));
   Object.assign(entry, {
     bootMs: outcome.bootMs, testMs: outcome.testMs, guestWallMs: outcome.wallMs,
     passed: report.passed, failed: report.failed, skipped: report.skipped, total: report.total, files: report.files,
     vitestExit: rc,
   });
-  const trouble = [consoleText, dmesg].flatMap((t) => t.split('\n')).filter((l) => KERNEL_TROUBLE.test(l));
+  // a foreign guest's own default selection still counts as its whole run
+  if (!opts.files.length && kernel.files) entry.subset = { filters: kernel.files, files: report.files.map((f) => f.file) };
+  const { reports, selftest } = guestReports({ dmesg, consoleText, nonce });
+  entry.kernelReports = reports.map((r) => ({ kind: r.kind, headline: r.headline, lines: r.lines.slice(0, 60) }));
+  if (selftestKo.ko && rc !== null) {
+    // the job got to the self-test: the reports it triggered must be found
+    const expected = ['warn', ...(entry.kfence.built ? ['kfence'] : [])];
+    const found = (selftest ?? []).map((r) => r.kind);
+    entry.selftest = { expected, found };
+    const missing = expected.filter((x) => !found.includes(x));
+    if (!selftest) entry.reasons.push('detector self-test: its marker lines are not in the kernel log (module not loaded?)');
+    else if (missing.length) entry.reasons.push(`detector self-test: the ${missing.join(' and ')} report(s) it triggered were not detected`);
+  }
   const guestFail = consoleText.split('\n').filter((l) => /TOA-GUEST-FAIL/.test(l));
   if (outcome.timedOut) entry.reasons.push(outcome.bootMs === null ? 'guest did not boot in time (hang?)' : 'guest timed out (hang?)');
-  if (trouble.length) entry.reasons.push(`kernel trouble: ${trouble.slice(0, 5).join(' | ')}`);
+  if (reports.length) entry.reasons.push(`kernel reports (${reports.length}): ${reports.slice(0, 5).map((r) => `${r.kind}: ${r.headline}`).join(' | ')}`);
+  if (entry.kfence.built && rc !== null && entry.kfence.sampleIntervalMs !== 1) entry.reasons.push(`KFENCE sample interval is ${entry.kfence.sampleIntervalMs} in the guest, not 1 (kernel command line?)`);
   if (guestFail.length) entry.reasons.push(`guest prerequisite: ${guestFail.join(' | ')}`);
   if (rc === null && !outcome.timedOut) entry.reasons.push('guest ended without a result (panic or crash before the suite finished)');
   if (rc !== null && rc !== 0) entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}`);
@@ -220,6 +291,7 @@ async function runKernel(kernel, opts, shared) {
     for (const f of report.files) {
       for (const t of f.tests.filter((x) => x.status === 'failed')) console.error(`  ✗ ${f.file} > ${t.name}\n${t.failure?.split('\n').slice(0, 6).map((l) => `      ${l}`).join('\n')}`);
     }
+    if (reports.length) console.error(`----- kernel reports that failed ${k.kver} -----\n${formatReports(reports)}`);
     console.error(`----- guest kernel log (${dmesg ? 'dmesg' : 'console'}) ${k.kver} -----`);
     console.error((dmesg || consoleText).split('\n').slice(-150).join('\n'));
     console.error('----- end of guest kernel log -----');
@@ -227,19 +299,44 @@ async function runKernel(kernel, opts, shared) {
   return entry;
 }
 
+/** A child `matrix.mjs --prepare-only` for `ids`; its output goes to the console prefixed. */
+function prepareAhead(ids) {
+  const child = spawn(process.execPath, [fileURLToPath(import.meta.url), '--prepare-only', '-k', ids.join(',')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const relay = (d) => { for (const l of d.toString().split('\n').filter(Boolean)) console.log(`[prepare-ahead] ${l}`); };
+  child.stdout.on('data', relay);
+  child.stderr.on('data', relay);
+  return { stop: () => { if (child.exitCode === null) child.kill('SIGTERM'); } };
+}
+
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
-  checkPrerequisites();
-  const t0 = Date.now();
   const selected = opts.kernels.length ? KERNELS.filter((k) => opts.kernels.includes(k.id)) : KERNELS;
+  checkPrerequisites(selected);
+  const t0 = Date.now();
   // everything the guest executes is built here: TCG is ~10x slower
   buildLb();
   // every run keeps its own artefacts: concurrent runs must not clobber each other
   const runDir = path.join(cacheRoot, 'results', 'runs', `${new Date().toISOString().replace(/[:.]/g, '-')}-${process.pid}`);
   fs.mkdirSync(runDir, { recursive: true });
-  const shared = { bpfObj: buildBpf(), runDir };
+  // prepare-only runs beside builds of the project (.ci/run): bpf/ is theirs to build
+  const shared = { bpfObj: opts.prepareOnly ? null : buildBpf(), runDir };
+  // fetching, unpacking and building for the next kernels (I/O-bound mostly)
+  // overlaps this kernel's guest (CPU-bound): a child prepares them in
+  // order, the locks in kernels.mjs make this process wait for (and then
+  // reuse) whatever it is still preparing
+  const ahead = !opts.prepareOnly && opts.prepareAhead && selected.length > 1
+    ? prepareAhead(selected.slice(1).map((k) => k.id)) : null;
   const results = [];
-  for (const kernel of selected) results.push(await runKernel(kernel, opts, shared));
+  try {
+    for (const kernel of selected) results.push(await runKernel(kernel, opts, shared));
+  } finally {
+    ahead?.stop();
+  }
+  if (opts.prepareOnly) {
+    for (const r of results) console.log(`  ${r.status.toUpperCase()} ${r.id} ${r.kver ?? '?'} prepared in ${((r.wallMs ?? 0) / 1000).toFixed(1)}s${r.reasons.length ? `: ${r.reasons.join('; ')}` : ''}`);
+    process.exitCode = results.every((r) => r.status === 'prepared') ? 0 : 1;
+    return;
+  }
   const summary = {
     date: new Date().toISOString(),
     host: { kernel: os.release(), cpus: os.cpus().length, node: process.version },

@@ -41,12 +41,13 @@ function run(cmd, args, input) {
  * (content-addressed, so the guest reuses what the host built and parallel
  * builders never see half-written files).
  */
-export function build({ cacheDir = process.env.TOA_CACHE ?? path.join(projectRoot, '.cache') } = {}) {
+export function build({ cacheDir = process.env.TOA_CACHE ?? path.join(projectRoot, '.cache'), arch = process.arch, arm64Sysroot } = {}) {
   const bpfSrc = path.join(here, 'lb_sockops.bpf.c');
   const cSrc = path.join(here, 'lb-helper.c');
   const hash = createHash('sha256');
   for (const f of [bpfSrc, cSrc]) hash.update(fs.readFileSync(f));
-  const dir = path.join(cacheDir, 'lb', hash.digest('hex').slice(0, 16));
+  // the helper of an arm64 guest is cross-built on the host (its own folder)
+  const dir = path.join(cacheDir, 'lb', hash.digest('hex').slice(0, 16) + (arch === 'x64' ? '' : `-${arch}`));
   const out = { bpfObj: path.join(dir, 'lb_sockops.bpf.o'), helper: path.join(dir, 'lb-helper') };
   if (fs.existsSync(out.bpfObj) && fs.existsSync(out.helper)) return out;
   fs.mkdirSync(dir, { recursive: true });
@@ -54,7 +55,13 @@ export function build({ cacheDir = process.env.TOA_CACHE ?? path.join(projectRoo
   const multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim();
   run('clang', ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${multiarch}`, '-Wall',
     '-c', bpfSrc, '-o', out.bpfObj + tmp]);
-  run('gcc', ['-O2', '-Wall', '-Wextra', '-o', out.helper + tmp, cSrc, '-lbpf']);
+  if (arch === process.arch) run('gcc', ['-O2', '-Wall', '-Wextra', '-o', out.helper + tmp, cSrc, '-lbpf']);
+  else if (arch === 'arm64' && arm64Sysroot) {
+    // static: the guest's root need not carry (or match) these libraries
+    const lib = path.join(arm64Sysroot, 'usr/lib/aarch64-linux-gnu');
+    run('aarch64-linux-gnu-gcc', ['-O2', '-Wall', '-Wextra', '-static', '-idirafter', path.join(arm64Sysroot, 'usr/include'),
+      '-o', out.helper + tmp, cSrc, `-L${lib}`, '-lbpf', '-lelf', '-lz', '-lzstd']);
+  } else throw new LbError('ENOPREREQ', `no ${arch} build of lb-helper in ${dir} (the harness cross-builds it before the guest boots)`);
   fs.renameSync(out.bpfObj + tmp, out.bpfObj);
   fs.renameSync(out.helper + tmp, out.helper);
   return out;
