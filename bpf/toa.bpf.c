@@ -47,6 +47,11 @@
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
+#ifdef TOA_BPF_STAMP
+/* never loaded: only tells two builds apart (their sha256 differs) */
+__attribute__((section(".toa_stamp"), used)) static const char toa_stamp[] = TOA_BPF_STAMP;
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

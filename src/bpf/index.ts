@@ -150,19 +150,30 @@ function mountOf(path: string): Mount | undefined {
   return best;
 }
 
-/** Pins need a bpf filesystem; /sys/fs/bpf is mounted on demand, as systemd would. */
+/** The directory itself, or the nearest ancestor that exists. */
+function existingAncestor(path: string): string {
+  let p = path;
+  while (!existsSync(p) && dirname(p) !== p) p = dirname(p);
+  return p;
+}
+
+/**
+ * Pins need a bpf filesystem: the pin directory may be a bpffs mount
+ * itself (--pin-dir /sys/fs/bpf) or lie in one; /sys/fs/bpf is mounted on
+ * demand, as systemd would.
+ */
 function ensureBpffs(pinDir: string): void {
-  const parent = dirname(pinDir);
-  if (mountOf(parent)?.type === 'bpf') return;
-  if (parent === '/sys/fs/bpf') {
+  const onBpffs = () => mountOf(existingAncestor(pinDir))?.type === 'bpf';
+  if (onBpffs()) return;
+  if (pinDir === '/sys/fs/bpf' || pinDir.startsWith('/sys/fs/bpf/')) {
     try {
       execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { stdio: 'pipe' });
     } catch (e) {
       throw new BpfError('ERR_TOA_BPF_NO_BPFFS', `cannot mount bpffs on /sys/fs/bpf: ${(e as Error).message}`);
     }
-    if (mountOf(parent)?.type === 'bpf') return;
+    if (onBpffs()) return;
   }
-  throw new BpfError('ERR_TOA_BPF_NO_BPFFS', `${parent} is not on a bpf filesystem (mount -t bpf bpf ${parent})`);
+  throw new BpfError('ERR_TOA_BPF_NO_BPFFS', `${pinDir} is not on a bpf filesystem (mount -t bpf bpf ${dirname(pinDir)})`);
 }
 
 function kernelTooOld(rel: string): boolean {
@@ -536,7 +547,8 @@ function unpin(c: Ctx): string[] {
       rmdirSync(dir);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
-      if (code === 'ENOTEMPTY' || code === 'EEXIST') leftover.push(dir);
+      // not ours alone (other tools' pins), or the bpffs mount point itself
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'EBUSY') leftover.push(dir);
       else if (code !== 'ENOENT') throw e;
     }
   }
@@ -820,8 +832,11 @@ export async function runBpfCommand(argv: string[]): Promise<number> {
       }
       case 'install-service': {
         const { installService } = await import('./service');
+        // attach's own options go into ExecStart; install-service's do not
+        const pass = [...flags].filter(([k]) => !['--unit-dir', '--no-enable', '--json'].includes(k))
+          .flatMap(([k, v]) => (v === true ? [k] : [k, v]));
         const r = installService({
-          argv: argv.filter((a, i) => a !== cmd && !['--unit-dir', '--no-enable'].includes(a) && argv[i - 1] !== '--unit-dir'),
+          argv: pass,
           unitDir: str(flags, '--unit-dir'),
           enable: !flags.has('--no-enable'),
           check: () => checkTrust(resolveCgroup(str(flags, '--cgroup')), wantedConfig(configFlags(flags), DEFAULTS),
