@@ -24,7 +24,7 @@ describe(`loader defaults on ${os.release()}`, () => {
       expect(bpffsMounted()).toBe(true);
       expect(s.pinDir).toBe(DEFAULT_PIN_DIR);
       expect(s.cgroups).toEqual([cg]);
-      expect(fs.readdirSync(path.join(DEFAULT_PIN_DIR, 'progs')).sort()).toEqual(['toa_getsockopt', 'toa_peername4', 'toa_peername6', 'toa_sockops']);
+      expect(fs.readdirSync(path.join(DEFAULT_PIN_DIR, 'links')).sort()).toEqual(['toa_getsockopt', 'toa_peername4', 'toa_peername6', 'toa_sockops']);
       expect(await detach()).toBe(true);
       expect(fs.existsSync(DEFAULT_PIN_DIR)).toBe(false);
       expect((await status()).loaded).toBe(false);
