@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildTools, checkBuilt, cleanupAll, root } from './lib/sys.mjs';
 import * as host from './lib/host.mjs';
+import { bpfLifecycle } from './lib/bpf.mjs';
 import { guestBench } from './lib/guest.mjs';
 import { markdown, status, terminal } from './lib/report.mjs';
 import { summary } from './lib/stats.mjs';
@@ -193,6 +194,7 @@ async function main() {
     await section('p4-bpf', 10000, () => host.p4Bpf(env, { rounds: R(4), conns: 3000 }));
     results.sections['host-bpf-counters'] = await env.backend.counters().catch((e) => ({ error: e.message }));
     await env.backend.detach();
+    await section('bpf-lifecycle', 8000, () => bpfLifecycle({ rounds: R(5) }));
   }
   if (GUEST && !results.sections.guest && !results.errors.guest) await runGuest(true);
   if (!GUEST) {
