@@ -263,6 +263,24 @@ export function loaderSuite(tag: string) {
       expect(Object.values(await attached(box.cgroup)).flat()).toEqual([]);
     }, 60000);
 
+    it('--no-getsockopt: getpeername rewritten, every getsockopt left to the kernel', async () => {
+      const r = cli(['bpf', 'attach', '--pin-dir', box.pinDir, '--cgroup', box.cgroup, '--trusted', '', '--no-getsockopt', '--object', bpfObject()]);
+      expect(r.code).toBe(0);
+      const now = await attached(box.cgroup);
+      expect(now.toa_getsockopt).toEqual([]);
+      expect(Object.values(now).flat()).toHaveLength(3);
+      expect((await status({ pinDir: box.pinDir })).cgroups).toEqual([box.cgroup]);
+      const { s, port } = await Server.start(box.cgroup);
+      stops.push(() => s.stop());
+      const c = await lb.connect({ port, family: 4, toa: { kind: 200, address: CLIENT, port: 4321 }, placement: 'ack' });
+      let peers = await s.peers();
+      for (let i = 0; !peers.length && i < 100; i++) peers = await s.peers();
+      expect(peers).toEqual([[`::ffff:${CLIENT}`, 4321]]);
+      await c.close().catch(() => undefined);
+      s.stop();
+      expect(await detach({ pinDir: box.pinDir })).toBe(true);
+    }, 60000);
+
     it('install-service writes a unit systemd-analyze accepts, whose ExecStart attaches', async () => {
       const unitDir = fs.mkdtempSync(path.join(os.tmpdir(), 'toa-unit-'));
       try {
