@@ -20,6 +20,7 @@ import { buildTools, checkBuilt, cleanupAll, root } from './lib/sys.mjs';
 import * as host from './lib/host.mjs';
 import { bpfLifecycle } from './lib/bpf.mjs';
 import { guestBench } from './lib/guest.mjs';
+import { proxyAccepts, proxyParseCost } from './p5-proxy-protocol.mjs';
 import { markdown, status, terminal } from './lib/report.mjs';
 import { summary } from './lib/stats.mjs';
 
@@ -125,6 +126,9 @@ function rows() {
         (x) => { const n = mem(x)?.fromStructs?.perSocket; return n ? summary([n]) : undefined; }, 'B', le(64));
     }
   }
+  add('P5', 'accepts per server CPU-second, v2 header + acceptProxyProtocol / plain', 'PROXY protocol (host)', 'p5-proxy', (x) => x.accepts.ratio, 'x', ge(0.95));
+  add('P5', 'parse one PROXY header, CPU time: v2 with 2 TLVs', 'PROXY protocol (host)', 'p5-proxy', (x) => x.parse.v2, 'ns');
+  add('P5', 'parse one PROXY header, CPU time: v1 TCP4', 'PROXY protocol (host)', 'p5-proxy', (x) => x.parse.v1, 'ns');
   return out;
 }
 
@@ -180,6 +184,10 @@ async function main() {
   }
   await section('p1-none', 20000, () => host.p1Plain({ rounds: R(12), k: 200 }));
   await section('p2-none', 25000, () => host.p2(tools, { rounds: R(16), ms: 600, conc: 16 }));
+  await section('p5-proxy', 25000, async () => ({
+    accepts: await proxyAccepts({ rounds: R(12), ms: 600, conc: 16 }),
+    parse: proxyParseCost({ rounds: R(10) }),
+  }));
 
   let env;
   await section('host-bpf-setup', 2000, async () => {

@@ -3,7 +3,7 @@
 // more", "here is the header and its length" or "refuse, because...". It
 // never reads past the bytes it is given and never throws on any input.
 import type { AddressFamily, PeerAddress } from '../lookup';
-import { formatIPv4, formatIPv6, parseIPv4, parseIPv6 } from './address';
+import { formatIPv4, formatIPv6, isIPv4, parseIPv6 } from './address';
 import { crc32c } from './crc32c';
 import type { ProxySslInfo, ProxyTlv, ProxyTlvs } from './types';
 
@@ -65,29 +65,27 @@ function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
 // ---------------------------------------------------------------- v1 ----
 
 const PORT = /^(?:0|[1-9]\d{0,4})$/;
+const NOT_PRINTABLE = /[^\x20-\x7e]/;
+
+function latin1(bytes: Uint8Array, n: number): string {
+  return (Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length)).toString('latin1', 0, n);
+}
 
 function parseV1(bytes: Uint8Array, max: number): ParseResult {
   if (!startsWith(bytes, V1_PREFIX)) {
     return refuse('not-proxy', 'the connection does not start with a PROXY protocol signature');
   }
-  const scan = Math.min(bytes.length, max);
-  let end = -1;
-  for (let i = V1_PREFIX.length; i < scan; i++) {
-    const c = bytes[i];
-    if (c === 0x0d) {
-      if (i + 1 < bytes.length && bytes[i + 1] !== 0x0a) return refuse('malformed', 'v1: CR not followed by LF');
-      if (i + 1 >= max) break;
-      if (i + 1 < bytes.length) { end = i; break; }
-      return INCOMPLETE;
-    }
-    if (c < 0x20 || c > 0x7e) return refuse('malformed', `v1: byte 0x${c.toString(16).padStart(2, '0')} in the line`);
+  // String search and a regex rather than a loop over bytes: both are native.
+  const n = Math.min(bytes.length, max);
+  const text = latin1(bytes, n);
+  const end = text.indexOf('\r', V1_PREFIX.length);
+  const bad = NOT_PRINTABLE.exec(text.substring(V1_PREFIX.length, end < 0 ? n : end));
+  if (bad) return refuse('malformed', `v1: byte 0x${bad[0].charCodeAt(0).toString(16).padStart(2, '0')} in the line`);
+  if (end < 0 || end + 1 >= n) {
+    return n >= max ? refuse('oversized', `v1: no CRLF within ${max} bytes`) : INCOMPLETE;
   }
-  if (end < 0) {
-    return scan >= max
-      ? refuse('oversized', `v1: no CRLF within ${max} bytes`)
-      : INCOMPLETE;
-  }
-  const line = Buffer.from(bytes.buffer, bytes.byteOffset, end).toString('latin1');
+  if (text.charCodeAt(end + 1) !== 0x0a) return refuse('malformed', 'v1: CR not followed by LF');
+  const line = text.substring(0, end);
   const parts = line.split(' ');
   const length = end + 2;
   if (parts[1] === 'UNKNOWN') {
@@ -99,7 +97,7 @@ function parseV1(bytes: Uint8Array, max: number): ParseResult {
   const v4 = parts[1] === 'TCP4';
   const family: AddressFamily = v4 ? 'IPv4' : 'IPv6';
   const addr = (text: string): string | undefined => {
-    if (v4) return parseIPv4(text) ? text : undefined;
+    if (v4) return isIPv4(text) ? text : undefined;
     const b = parseIPv6(text);
     return b && formatIPv6(b);
   };
