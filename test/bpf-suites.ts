@@ -416,6 +416,18 @@ export function lifecycleSuite(tag: string) {
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NO_OBJECT: \/nonexistent\/toa.bpf.o is missing/)]);
       r = await cli(['set', '--trusted', '', ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NOT_LOADED/)]);
+      // the verifier's own words, and whether BTF is there, when the kernel refuses
+      const bad = path.join(box.bpffs, '..', `toa-bad-${process.pid}.bpf.o`);
+      const cc = spawnSync('clang', ['-O2', '-target', 'bpf', '-c', '-x', 'c', '-', '-o', bad], {
+        input: 'int toa_sockops(int *ctx) __attribute__((section("sockops")));\n'
+          + 'int toa_sockops(int *ctx) { return *(volatile int *)(long)ctx[1]; }\n'
+          + 'char LICENSE[] __attribute__((section("license"))) = "GPL";\n', encoding: 'utf8' });
+      expect(cc.status, cc.stderr).toBe(0);
+      r = await cli(['attach', '--cgroup', box.cgroup, '--object', bad, ...common]);
+      fs.rmSync(bad, { force: true });
+      expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_LOAD: the kernel refused .*kernel BTF is present/)]);
+      expect(r.err).toMatch(/invalid mem access|R\d+ invalid/);
+      expect(fs.existsSync(box.pinDir) && fs.readdirSync(box.pinDir, { recursive: true })).toBe(false);
       r = await cli(['attach', '--trust-any', '--trusted', '192.0.2.0/24', ...common]);
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(/--trust-any and --trusted exclude each other/)]);
       r = await cli(['attach', '--ports', '0', ...common]);

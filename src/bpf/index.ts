@@ -513,7 +513,8 @@ async function loadObject(c: Ctx, object: string): Promise<string> {
     await c.l.request('load', h);
   } catch (e) {
     const err = e as LoaderError;
-    if (denied(e)) wrap(e, 'ERR_TOA_BPF_LOADER', 'load');
+    // EACCES here is the verifier's refusal (an invalid access), not a right missing
+    if (err.code === 'EPERM') wrap(e, 'ERR_TOA_BPF_LOADER', 'load');
     const log = err.log ?? '';
     const incompatible = /couldn't reuse pinned map|pinned map/i.test(log);
     throw new BpfError('ERR_TOA_BPF_LOAD', incompatible
