@@ -15,7 +15,7 @@ import { CLIENT_PORT, CLIENT_V4, CLIENT_V6 } from './spec/behaviour';
 import { hostileOptions, parseOptions, rng, type Kinds } from './spec/options';
 import { Sandbox, bpfBackend, bpfErrno, bpfObject, kernelAtLeast, requireRoot } from './bpf-support';
 import { Probe, decodeInfo, decodeNat64, type Answer } from './bpf-probe';
-import { runBpfCommand, type Counters } from '../src/bpf/index';
+import { configure, runBpfCommand, type Counters } from '../src/bpf/index';
 import { getToaInfo } from '../src/index';
 
 const AF_INET = 2;
@@ -430,6 +430,9 @@ export function lifecycleSuite(tag: string) {
       expect(fs.existsSync(box.pinDir) && fs.readdirSync(box.pinDir, { recursive: true })).toBe(false);
       r = await cli(['attach', '--trust-any', '--trusted', '192.0.2.0/24', ...common]);
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(/--trust-any and --trusted exclude each other/)]);
+      // the trie's size: a list that cannot fit is refused before anything is written
+      r = await cli(['attach', '--trusted', Array.from({ length: 1025 }, (_, i) => `2001:db8::${i.toString(16)}/128`).join(','), ...common]);
+      expect([r.code, r.err]).toEqual([2, expect.stringMatching(/trusted: 1025 ranges, at most 1024/)]);
       r = await cli(['attach', '--ports', '0', ...common]);
       expect([r.code, r.err]).toEqual([2, expect.stringMatching(/--ports: 0 is not a port/)]);
       r = await cli(['attach', '--cgroup', box.cgroup, '--object', bpfObject(), '--ipv4-kinds', '254,200',
@@ -450,6 +453,13 @@ export function lifecycleSuite(tag: string) {
       // every source trusted: allowed below the root, but said out loud
       expect(r.err).toMatch(/warning: every source is trusted on/);
       expect((await box.status()).config).toEqual({ ipv4Kinds: [200, 254], ipv6Kinds: [253, 254], trusted: [], ports: [] });
+      // a full trie swapped for another full, disjoint one: never over its 1024 entries
+      const full = (tag: number) => Array.from({ length: 1024 }, (_, i) => `2001:db8:${tag}::${i.toString(16)}/128`);
+      await configure({ pinDir: box.pinDir, trusted: full(1) });
+      await configure({ pinDir: box.pinDir, trusted: full(2) });
+      expect((await box.status()).config!.trusted).toHaveLength(1024);
+      expect((await box.status()).config!.trusted).toContain('2001:db8:2::3ff/128');
+      await configure({ pinDir: box.pinDir, trusted: [] });
       // attaching the same pins elsewhere is refused, not silently moved
       r = await cli(['attach', '--cgroup', other.cgroup, '--object', bpfObject(), ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_ALREADY_ATTACHED/)]);

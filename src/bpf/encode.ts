@@ -187,9 +187,9 @@ export function normalizeTrusted(value: unknown): string[] {
     const k = cidrKey(c);
     keys.set(k.join(','), cidrOfKey(k));
   }
-  // the trie holds the old and the new list while one replaces the other
-  if (keys.size > MAX_TRUSTED / 2) {
-    throw new BpfError('ERR_INVALID_ARG_VALUE', `trusted: ${keys.size} ranges, at most ${MAX_TRUSTED / 2}`);
+  // the loader swaps lists stale-first, so the trie never holds more than this
+  if (keys.size > MAX_TRUSTED) {
+    throw new BpfError('ERR_INVALID_ARG_VALUE', `trusted: ${keys.size} ranges, at most ${MAX_TRUSTED}`);
   }
   return [...keys.values()];
 }
