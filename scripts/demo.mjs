@@ -166,6 +166,8 @@ async function main() {
 let ok = false;
 try {
   ok = await main();
+  const { proxyProtocolDemo } = await import('./demo-proxy-protocol.mjs');
+  ok = (await proxyProtocolDemo(root, require)) && ok;
 } catch (err) {
   console.error(`demo failed: ${err.message}${err.code ? ` (${err.code})` : ''}`);
 } finally {
