@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(import.meta.url);
 // [ESM wrapper name, CommonJS module it re-exports]
-const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index'], ['proxy-protocol', 'proxy-protocol/index']];
+const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index'], ['proxy-protocol', 'proxy-protocol/index'],
+  ['fastify', 'fastify'], ['express', 'express'], ['koa', 'koa'], ['metrics', 'metrics']];
 
 rmSync(join(root, 'dist'), { recursive: true, force: true });
 execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
@@ -20,14 +21,19 @@ if (existsSync(join(root, 'dist/cjs/cli.js'))) chmodSync(join(root, 'dist/cjs/cl
 
 mkdirSync(join(root, 'dist/esm'), { recursive: true });
 for (const [entry, target] of entries) {
-  const names = Object.keys(require(join(root, 'dist/cjs', `${target}.js`))).filter((n) => n !== '__esModule');
+  const cjsExports = require(join(root, 'dist/cjs', `${target}.js`));
+  const names = Object.keys(cjsExports).filter((n) => n !== '__esModule' && n !== 'default');
+  // A module with its own `export default` (the framework plugins) keeps it
+  // as the ESM default; the others' default is the whole module, as before.
+  const ownDefault = cjsExports.__esModule && 'default' in cjsExports;
   const js = [
     `import cjs from '../cjs/${target}.js';`,
     names.length ? `export const { ${names.join(', ')} } = cjs;` : '',
-    'export default cjs;',
+    ownDefault ? 'export default cjs.default;' : 'export default cjs;',
     '',
   ].filter((line, i) => line || i === 3);
   writeFileSync(join(root, 'dist/esm', `${entry}.js`), js.join('\n'));
-  writeFileSync(join(root, 'dist/esm', `${entry}.d.ts`),
-    `export * from '../cjs/${target}.js';\nimport * as cjs from '../cjs/${target}.js';\nexport default cjs;\n`);
+  writeFileSync(join(root, 'dist/esm', `${entry}.d.ts`), ownDefault
+    ? `export * from '../cjs/${target}.js';\nexport { default } from '../cjs/${target}.js';\n`
+    : `export * from '../cjs/${target}.js';\nimport * as cjs from '../cjs/${target}.js';\nexport default cjs;\n`);
 }

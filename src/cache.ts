@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { constants } from 'node:os';
 import { systemError, toaError } from './errors';
 import type { LookupResult, PeerAddress } from './lookup';
+import { countSource } from './counts';
 import { supported } from './native';
 import { proxyResultOf } from './proxy-protocol/registry';
 import { queryFd } from './query';
@@ -60,9 +61,16 @@ const closed = () => toaError('ERR_SOCKET_CLOSED', 'Socket is closed and no addr
 
 /** The full answer for a socket without throwing: cached, or a fresh query. */
 export function resolve(socket: net.Socket): LookupResult | Error {
-  const proxied = proxyResultOf(socket);
-  if (proxied !== undefined) return proxied;
   const s = socket as unknown as SocketInternals;
+  const proxied = proxyResultOf(socket);
+  if (proxied !== undefined) {
+    const e = entryFor(s);
+    if (e.full !== proxied) {
+      e.full = proxied;
+      countSource(proxied);
+    }
+    return proxied;
+  }
   const own = entryOf(s);
   const cached = own?.full ?? entryOf(s._parent)?.full;
   if (cached !== undefined) return cached;
@@ -75,6 +83,7 @@ export function resolve(socket: net.Socket): LookupResult | Error {
     return result;
   }
   entryFor(s).full = result;
+  countSource(result);
   return result;
 }
 

@@ -21,11 +21,13 @@ export interface ToaSystemError extends Error {
 /** Error codes specific to node-toa (system errors use their errno name). */
 export type ToaErrorCode =
   | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_SOCKET_CLOSED'
   | 'ERR_TOA_NOT_TCP'
   | 'ERR_TOA_BAD_ANSWER'
   | 'ERR_TOA_NATIVE_MISSING'
+  | 'ERR_TOA_OPTIONAL_DEPENDENCY'
   | 'ERR_TOA_UNSUPPORTED_PLATFORM';
 
 export interface ToaError extends Error {

@@ -18,6 +18,8 @@ beforeAll(() => {
   mkdirSync(join(dir, 'node_modules'));
   symlinkSync(root, join(dir, 'node_modules', 'node-toa'));
   symlinkSync(join(root, 'node_modules', '@types'), join(dir, 'node_modules', '@types'));
+  // An application using node-toa/fastify has fastify itself.
+  symlinkSync(join(root, 'node_modules', 'fastify'), join(dir, 'node_modules', 'fastify'));
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -63,8 +65,30 @@ console.log(JSON.stringify({ same: esm.attach === cjs.attach, fns: ['attach', 'd
   expect(JSON.parse(stdout)).toEqual({ same: true, fns: true });
 });
 
+it('framework and metrics subpaths, from ESM and CommonJS', async () => {
+  writeFileSync(join(dir, 'frameworks.mjs'), `
+import { createRequire } from 'node:module';
+import fastifyPlugin from 'node-toa/fastify';
+import { toa as expressToa } from 'node-toa/express';
+import koaToa from 'node-toa/koa';
+import * as metrics from 'node-toa/metrics';
+const require = createRequire(import.meta.url);
+console.log(JSON.stringify({
+  fastify: typeof fastifyPlugin, pluginName: fastifyPlugin[Symbol.for('fastify.display-name')],
+  sameFastify: fastifyPlugin === require('node-toa/fastify').default,
+  express: typeof expressToa(), sameExpress: expressToa === require('node-toa/express').toa,
+  koa: typeof koaToa(), metrics: [typeof metrics.snapshot, typeof metrics.register],
+}));`);
+  const { stdout } = await run(process.execPath, ['frameworks.mjs'], { cwd: dir });
+  expect(JSON.parse(stdout)).toEqual({
+    fastify: 'function', pluginName: 'node-toa', sameFastify: true, express: 'function', sameExpress: true, koa: 'function', metrics: ['function', 'function'],
+  });
+});
+
 // The third is the classic CommonJS setup (module commonjs; its default
-// resolution, node10, ignores "exports": subpath types need typesVersions).
+// resolution, node10, ignores "exports": subpath types need typesVersions),
+// with esModuleInterop as `tsc --init` sets it (fastify's own dependency
+// pino needs it there).
 it.each([
   ['module', 'nodenext', 'nodenext', 'consumer.mts'],
   ['commonjs', 'node16', 'node16', 'consumer.cts'],
@@ -73,7 +97,16 @@ it.each([
   const good = `import * as net from 'node:net';
 import 'node-toa/register';
 import { attach } from 'node-toa/bpf';
+import nodeToa from 'node-toa/fastify';
+import { toa as expressToa } from 'node-toa/express';
+import { toa as koaToa } from 'node-toa/koa';
+import { snapshot } from 'node-toa/metrics';
+import type { FastifyRequest } from 'fastify';
 const attachFn: (...args: never[]) => unknown = attach;
+declare const request: FastifyRequest;
+const fromFastify: string | undefined = request.toa?.address;
+const plugins = [nodeToa, expressToa({ ip: true, reject: ['rejected'], rejectStatus: 451 }), koaToa({ reject: ['untrusted'] })];
+const counted: Promise<number> = snapshot().then((m) => m.process.toa + m.process.rejected);
 import { lookup, lookupFd, getToaInfo, type LookupResult, type LookupSource, type ToaError, type ToaSystemError } from 'node-toa';
 // Error codes are unions a switch can narrow, not plain strings.
 type IsPlainString<T> = string extends T ? true : false;
@@ -87,14 +120,15 @@ const f: 'IPv4' | 'IPv6' | undefined = s.realRemoteFamily;
 const proxy: string | undefined = r.proxy?.address;
 const fd: number = lookupFd(3).port;
 const trusted: boolean = getToaInfo(s).trusted;
-export { src, a, p, f, proxy, fd, trusted, attachFn, codesAreUnions };
+export { src, a, p, f, proxy, fd, trusted, attachFn, codesAreUnions, fromFastify, plugins, counted };
 `;
   writeFileSync(join(dir, file), good);
   const tsc = join(root, 'node_modules/typescript/bin/tsc');
-  const args = ['--noEmit', '--strict', '--module', module, '--moduleResolution', resolution, '--types', 'node', file];
+  const args = ['--noEmit', '--strict', '--module', module, '--moduleResolution', resolution, '--types', 'node',
+    ...(resolution === 'node10' ? ['--esModuleInterop'] : []), file];
   await run(process.execPath, [tsc, ...args], { cwd: dir });
   writeFileSync(join(dir, file), `${good}\nconst wrong: number = lookup({} as net.Socket).address;\n`);
   await expect(run(process.execPath, [tsc, ...args], { cwd: dir })).rejects.toMatchObject({
     stdout: expect.stringContaining("Type 'string' is not assignable to type 'number'"),
   });
-}, 90_000);
+}, 180_000);

@@ -58,7 +58,7 @@ function newProject(name: string): string {
   return dir;
 }
 
-// node-toa plus its two runtime dependencies, as tarballs: npm resolves
+// node-toa plus its runtime dependencies, as tarballs: npm resolves
 // everything from them, so --offline holds without any registry metadata.
 async function npmInstall(dir: string, env: NodeJS.ProcessEnv, flags: string[]) {
   return run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--foreground-scripts', ...flags, ...tarballs], {
@@ -143,10 +143,10 @@ beforeAll(async () => {
   packedFiles = listing.trim().split('\n');
   // Packed from the installed copies: npm's cache may not hold their metadata.
   await run('npm', ['pack', '--ignore-scripts', '--pack-destination', packDir,
-    './node_modules/node-gyp-build', './node_modules/node-addon-api'], { cwd: root, timeout: NPM_TIMEOUT_MS });
+    './node_modules/node-gyp-build', './node_modules/node-addon-api', './node_modules/fastify-plugin'], { cwd: root, timeout: NPM_TIMEOUT_MS });
   const depTarball = (dep: string) =>
     `${dep}-${JSON.parse(readFileSync(join(root, 'node_modules', dep, 'package.json'), 'utf8')).version}.tgz`;
-  tarballs = [packed.filename, depTarball('node-gyp-build'), depTarball('node-addon-api')].map((f) => join(packDir, f));
+  tarballs = [packed.filename, depTarball('node-gyp-build'), depTarball('node-addon-api'), depTarball('fastify-plugin')].map((f) => join(packDir, f));
 }, PREBUILD_TIMEOUT_MS + NPM_TIMEOUT_MS * 2);
 
 afterAll(() => {
