@@ -72,19 +72,27 @@
 #define TOA_GETNAME_ARG_PEER	2
 
 /*
- * Socket destruction: every TCP socket that reached inet_csk_destroy_sock()
- * goes through tcp_v4_destroy_sock(), IPv6 ones too: until 6.2
- * tcp_v6_destroy_sock() calls it, since 6.3 tcpv6_prot.destroy
- * *is* tcp_v4_destroy_sock. It is exported, so it exists and is not inlined
- * away on any kernel in the matrix.
+ * Socket destruction: tcp_v4_destroy_sock() fires the tcp_destroy_sock
+ * tracepoint (added in 4.16: TP_PROTO(struct sock *sk)) for every TCP
+ * socket that reaches inet_csk_destroy_sock(), IPv6 ones too: until 6.2
+ * tcp_v6_destroy_sock() calls it, since 6.3 tcpv6_prot.destroy *is*
+ * tcp_v4_destroy_sock (read in Debian's 5.10, 6.1 and 6.12 sources). The
+ * tracepoint is found by name (for_each_kernel_tracepoint): its symbol is
+ * not exported to modules.
  */
-#define TOA_DESTROY_SYMBOL	"tcp_v4_destroy_sock"
+#ifndef CONFIG_TRACEPOINTS
+#error "toa.ko needs CONFIG_TRACEPOINTS: the tcp_destroy_sock tracepoint frees entries"
+#endif
+#define TOA_DESTROY_TRACEPOINT	"tcp_destroy_sock"
 
 /*
- * kretprobe maxactive: a missed instance means a missed TOA. syn_recv_sock
- * and getname never sleep, so a few instances per CPU cover softirq nesting
- * over process context. (6.7 moved instances to an objpool, same knob.)
+ * kretprobe maxactive (instances per probe; 6.7 moved them to an objpool,
+ * same knob). syn_recv_sock never sleeps: a few per CPU cover softirq
+ * nesting over process context. getname takes lock_sock() and may sleep
+ * with an instance held (only for sockets that carry TOA): room for that
+ * many concurrent sleepers, about 100 bytes each.
  */
-#define TOA_MAXACTIVE	(4 * num_possible_cpus() + 16)
+#define TOA_MAXACTIVE		(4 * num_possible_cpus() + 16)
+#define TOA_GETNAME_MAXACTIVE	(64 * num_possible_cpus() + 256)
 
 #endif

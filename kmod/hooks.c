@@ -1,21 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Where toa.ko meets the TCP stack, with kretprobes only: the proto_ops and
- * af_ops tables are read-only and stay untouched.
+ * Where toa.ko meets the TCP stack. The proto_ops and af_ops tables are
+ * read-only and stay untouched; each hook uses the mechanism that fits it:
  *
- *  tcp_v4_syn_recv_sock / tcp_v6_syn_recv_sock   the packet that completes
- *      the handshake (final ACK, a data segment when that ACK was lost, the
- *      SYN-cookie ACK, or the SYN itself with TCP Fast Open) creates the
- *      child: parse its options, remember the address for the child.
+ *  tcp_destroy_sock tracepoint     forget the socket. A tracepoint is a
+ *      direct call from tcp_v4_destroy_sock() (which tcpv6_prot.destroy also
+ *      reaches): nothing can drop it, unlike a kprobe that fires while another
+ *      kprobe handler runs on that CPU (only counted in nmissed).
+ *  tcp_disconnect (kprobe)         connect(AF_UNSPEC) keeps the socket: forget
+ *      it too. No tracepoint there; a missed hit leaves an entry whose 4-tuple
+ *      no longer matches (struct toa_ident), so it can never answer.
+ *  tcp_v4_syn_recv_sock / tcp_v6_syn_recv_sock (kretprobes)   the packet that
+ *      completes the handshake (final ACK, a data segment when that ACK was
+ *      lost, the SYN-cookie ACK, or the SYN itself with TCP Fast Open)
+ *      creates the child: parse its options, remember the address. The
+ *      return value (the child) is needed, and these functions never sleep.
  *      A :: listener with an IPv4 client runs tcp_v6_syn_recv_sock, which
  *      calls tcp_v4_syn_recv_sock directly: the v4 probe sees it, so the v6
  *      probe ignores IPv4 packets.
- *  inet_getname / inet6_getname   rewrite the peer address in the kernel
- *      buffer after the kernel filled it (getpeername(), accept()).
- *  tcp_v4_destroy_sock            forget the socket (see compat.h).
+ *  inet_getname / inet6_getname (kretprobes)   rewrite the peer address in
+ *      the kernel buffer after the kernel filled it (getpeername(), accept()).
+ *      The entry handler keeps an instance only for a socket that has an
+ *      entry (the lookup starts with the socket's own cookie word), so other
+ *      sockets hold none; these functions take lock_sock() (5.16+, and
+ *      stable backports) and can sleep there with the instance held, hence
+ *      a pool sized for many concurrent sleepers (compat.h). Running out only
+ *      shows the balancer, counted in probe_missed.
  */
 #include <linux/kernel.h>
 #include <linux/kprobes.h>
+#include <linux/moduleparam.h>
+#include <linux/tracepoint.h>
 #include <linux/ptrace.h>
 #include <linux/skbuff.h>
 #include <linux/ip.h>
@@ -35,6 +50,42 @@ struct synrecv_data {
 	struct sk_buff *skb;
 	bool *own_req;
 };
+
+/*
+ * Addresses no client can have, whatever a balancer (or a spoofer) wrote:
+ * counted per class, never adopted. v4-mapped forms count as IPv4.
+ */
+static bool bogus_v4(__be32 a)
+{
+	if (ipv4_is_zeronet(a))
+		TOA_INC(bogus_unspecified);
+	else if (ipv4_is_loopback(a))
+		TOA_INC(bogus_loopback);
+	else if (ipv4_is_multicast(a))
+		TOA_INC(bogus_multicast);
+	else if (ipv4_is_lbcast(a))
+		TOA_INC(bogus_broadcast);
+	else
+		return false;
+	return true;
+}
+
+static bool bogus(const struct toa_addr *a)
+{
+	if (!a->is_v6)
+		return bogus_v4(a->v4);
+	if (ipv6_addr_v4mapped(&a->v6))
+		return bogus_v4(a->v6.s6_addr32[3]);
+	if (ipv6_addr_any(&a->v6))
+		TOA_INC(bogus_unspecified);
+	else if (ipv6_addr_loopback(&a->v6))
+		TOA_INC(bogus_loopback);
+	else if (ipv6_addr_is_multicast(&a->v6))
+		TOA_INC(bogus_multicast);
+	else
+		return false;
+	return true;
+}
 
 static void toa_learn(struct sock *child, const struct sk_buff *skb)
 {
@@ -60,10 +111,14 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 		TOA_INC(not_linear);
 		goto no_toa;
 	}
+	if (!toa_params_port_ok(th->dest)) {
+		TOA_INC(port_skipped);
+		goto no_toa;
+	}
 
 	toa_params_kinds(&kinds);
 	switch (toa_parse_options((const u8 *)(th + 1), thlen - sizeof(*th),
-				  &kinds, &a)) {
+				  &kinds, th->syn, &a)) {
 	case TOA_PARSE_FOUND:
 		break;
 	case TOA_PARSE_MALFORMED:
@@ -72,7 +127,6 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 	default:
 		goto no_toa;
 	}
-
 	src_v6 = ((const struct iphdr *)nh)->version == 6;
 	trust = toa_params_trusted(src_v6, src_v6 ?
 				   (const void *)&ipv6_hdr(skb)->saddr :
@@ -83,6 +137,9 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 		toa_table_store(child, &a, TOA_E_UNTRUSTED);
 		goto no_toa;
 	}
+	/* counted once: an untrusted source's claim is "untrusted" above */
+	if (bogus(&a))
+		goto no_toa;
 	if (trust > 0)
 		flags |= TOA_E_TRUSTED;
 	if (toa_table_store(child, &a, flags))
@@ -139,7 +196,7 @@ static int getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct socket *sock = (struct socket *)TOA_ARG(regs, TOA_GETNAME_ARG_SOCK);
 	struct sock *sk;
 
-	if (!TOA_ARG(regs, TOA_GETNAME_ARG_PEER) || !toa_table_count())
+	if (!TOA_ARG(regs, TOA_GETNAME_ARG_PEER) || sock->type != SOCK_STREAM)
 		return 1;
 	sk = READ_ONCE(sock->sk);
 	if (!sk || sk->sk_protocol != IPPROTO_TCP)
@@ -159,17 +216,26 @@ static int getname_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct getname_data *d = (void *)ri->data;
 	int ret = (int)regs_return_value(regs);
+	const struct sock *sk = d->sk;
 
-	if (!TOA_GETNAME_FILLED(ret, d->sk->sk_family))
+	if (!TOA_GETNAME_FILLED(ret, sk->sk_family))
 		return 0;
-	if (d->sk->sk_family == AF_INET) {
+	/* A cgroup getpeername program (BPF_CGROUP_INET{4,6}_GETPEERNAME) ran
+	 * inside getname: if it changed the answer, its answer stands. */
+	if (sk->sk_family == AF_INET) {
 		struct sockaddr_in *sin = d->uaddr;
 
+		if (sin->sin_port != READ_ONCE(inet_sk(sk)->inet_dport) ||
+		    sin->sin_addr.s_addr != READ_ONCE(sk->sk_daddr))
+			return 0;
 		sin->sin_port = d->f.port;
 		sin->sin_addr.s_addr = d->f.addr.v4;
 	} else {
 		struct sockaddr_in6 *sin6 = d->uaddr;
 
+		if (sin6->sin6_port != READ_ONCE(inet_sk(sk)->inet_dport) ||
+		    !ipv6_addr_equal(&sin6->sin6_addr, &sk->sk_v6_daddr))
+			return 0;
 		sin6->sin6_port = d->f.port;
 		if (d->f.flags & TOA_E_NAT64)
 			sin6->sin6_addr = d->f.addr.v6;
@@ -182,17 +248,41 @@ static int getname_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 	return 0;
 }
 
-/* ---- destruction ---- */
+/* ---- end of a connection ---- */
 
-static int destroy_pre(struct kprobe *kp, struct pt_regs *regs)
+/*
+ * TEST ONLY (test/kernel/kmod-socket-reuse.test.ts): behave as if every
+ * destroy were missed, so the test can prove that a left-over entry never
+ * answers for the socket that reuses its memory. Read-only after load;
+ * setting it taints the kernel.
+ */
+static bool test_skip_destroy;
+module_param(test_skip_destroy, bool, 0444);
+MODULE_PARM_DESC(test_skip_destroy, "TEST ONLY, taints: never forget a destroyed socket (entries leak until rmmod)");
+
+static void destroy_probe(void *data, struct sock *sk)
+{
+	if (!test_skip_destroy)
+		toa_table_forget(sk);
+}
+
+static struct tracepoint *destroy_tp;
+
+static void find_destroy_tp(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, TOA_DESTROY_TRACEPOINT))
+		*(struct tracepoint **)priv = tp;
+}
+
+static int disconnect_pre(struct kprobe *kp, struct pt_regs *regs)
 {
 	toa_table_forget((const struct sock *)TOA_ARG(regs, 0));
 	return 0;
 }
 
-static struct kprobe destroy_probe = {
-	.symbol_name = TOA_DESTROY_SYMBOL,
-	.pre_handler = destroy_pre,
+static struct kprobe disconnect_probe = {
+	.symbol_name = "tcp_disconnect",
+	.pre_handler = disconnect_pre,
 };
 
 static struct kretprobe synrecv4_probe = {
@@ -229,7 +319,7 @@ static struct kretprobe *toa_rps[] = {
 
 unsigned long toa_hooks_missed(void)
 {
-	unsigned long n = destroy_probe.nmissed;
+	unsigned long n = disconnect_probe.nmissed;
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(toa_rps); i++)
@@ -239,22 +329,43 @@ unsigned long toa_hooks_missed(void)
 
 int toa_hooks_init(void)
 {
-	unsigned int i;
 	int ret;
 
 	/* Removal first: no entry may ever be stored without a way out. */
-	ret = register_kprobe(&destroy_probe);
+	for_each_kernel_tracepoint(find_destroy_tp, &destroy_tp);
+	if (!destroy_tp) {
+		pr_err("no %s tracepoint in this kernel\n", TOA_DESTROY_TRACEPOINT);
+		return -ENOENT;
+	}
+	ret = tracepoint_probe_register(destroy_tp, (void *)destroy_probe, NULL);
 	if (ret) {
-		pr_err("cannot probe %s: %d\n", TOA_DESTROY_SYMBOL, ret);
+		pr_err("cannot attach to the %s tracepoint: %d\n", TOA_DESTROY_TRACEPOINT, ret);
 		return ret;
 	}
-	for (i = 0; i < ARRAY_SIZE(toa_rps); i++)
-		toa_rps[i]->maxactive = TOA_MAXACTIVE;
+	if (test_skip_destroy) {
+		pr_warn("test_skip_destroy is set: entries leak until rmmod (tests only)\n");
+		add_taint(TAINT_USER, LOCKDEP_STILL_OK);
+	}
+	ret = register_kprobe(&disconnect_probe);
+	if (ret) {
+		pr_err("cannot probe tcp_disconnect: %d\n", ret);
+		goto err_tp;
+	}
+	synrecv4_probe.maxactive = TOA_MAXACTIVE;
+	synrecv6_probe.maxactive = TOA_MAXACTIVE;
+	getname4_probe.maxactive = TOA_GETNAME_MAXACTIVE;
+	getname6_probe.maxactive = TOA_GETNAME_MAXACTIVE;
 	ret = register_kretprobes(toa_rps, ARRAY_SIZE(toa_rps));
 	if (ret) {
 		pr_err("cannot probe syn_recv_sock/getname: %d\n", ret);
-		unregister_kprobe(&destroy_probe);
+		goto err_kp;
 	}
+	return 0;
+err_kp:
+	unregister_kprobe(&disconnect_probe);
+err_tp:
+	tracepoint_probe_unregister(destroy_tp, (void *)destroy_probe, NULL);
+	tracepoint_synchronize_unregister();
 	return ret;
 }
 
@@ -265,5 +376,8 @@ int toa_hooks_init(void)
 void toa_hooks_exit(void)
 {
 	unregister_kretprobes(toa_rps, ARRAY_SIZE(toa_rps));
-	unregister_kprobe(&destroy_probe);
+	unregister_kprobe(&disconnect_probe);
+	tracepoint_probe_unregister(destroy_tp, (void *)destroy_probe, NULL);
+	/* no destroy_probe() runs after this */
+	tracepoint_synchronize_unregister();
 }

@@ -29,7 +29,8 @@ static int __init toa_init(void)
 	ret = toa_sockopt_init();
 	if (ret)
 		goto err_hooks;
-	pr_info("toa load success\n");
+	toa_params_check();
+	pr_info("loaded, version %s\n", TOA_VERSION);
 	return 0;
 
 err_hooks:
@@ -47,13 +48,12 @@ err_stats:
 static void __exit toa_exit(void)
 {
 	toa_sockopt_exit();
-	/* /proc readers look at entries' sockets: gone before destroy probe */
 	toa_proc_exit();
 	toa_hooks_exit();
 	toa_table_exit();
 	toa_params_exit();
 	toa_stats_exit();
-	pr_info("TOA unloaded\n");
+	pr_info("unloaded\n");
 }
 
 module_init(toa_init);
@@ -61,4 +61,4 @@ module_exit(toa_exit);
 MODULE_LICENSE("GPL");
 MODULE_DESCRIPTION("TCP Option Address (TOA): real client address behind load balancers");
 MODULE_AUTHOR("node-toa");
-MODULE_VERSION("1.0.0");
+MODULE_VERSION(TOA_VERSION);

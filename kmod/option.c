@@ -14,14 +14,20 @@
 #include "compat.h"
 #include "toa_kmod.h"
 
-static bool is_tfo_cookie(const u8 *p, u8 olen)
+/*
+ * tcp_parse_options() reads kind 254 with ExID 0xF989 (and len >= 4) as a
+ * Fast Open cookie only in a SYN; in any other segment those two bytes are a
+ * TOA port, 63881. So a SYN's kind-254/0xF989 option is never an address,
+ * whatever its length (8: a 4-byte cookie, 20: a 16-byte one).
+ */
+static bool is_tfo_cookie(const u8 *p, u8 olen, bool syn)
 {
-	/* ExID needs the 2 bytes after len; a shorter option cannot be one */
-	return olen >= 4 && get_unaligned_be16(p + 2) == TOA_TFO_EXID;
+	return syn && p[0] == TOA_TFO_KIND && olen >= 4 &&
+	       get_unaligned_be16(p + 2) == TOA_TFO_EXID;
 }
 
 enum toa_parse_result toa_parse_options(const u8 *opt, unsigned int len,
-					const struct toa_kinds *kinds,
+					const struct toa_kinds *kinds, bool syn,
 					struct toa_addr *out)
 {
 	unsigned int i = 0;
@@ -42,8 +48,11 @@ enum toa_parse_result toa_parse_options(const u8 *opt, unsigned int len,
 		if (olen < 2 || olen > len - i)
 			return TOA_PARSE_MALFORMED;
 
-		if (olen == TOA_OPTLEN_V4 && test_bit(kind, kinds->v4) &&
-		    !(kind == TOA_TFO_KIND && is_tfo_cookie(opt + i, olen))) {
+		if (is_tfo_cookie(opt + i, olen, syn)) {
+			i += olen;
+			continue;
+		}
+		if (olen == TOA_OPTLEN_V4 && test_bit(kind, kinds->v4)) {
 			out->port = get_unaligned((__be16 *)(opt + i + 2));
 			out->v4 = get_unaligned((__be32 *)(opt + i + 4));
 			memset(&out->v6.s6_addr[4], 0, 12);

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Counters and the /proc/net files. Counters are per CPU (Tencent's layout:
- * one row per counter, one column per CPU) and module-wide; the files exist
- * in every network namespace, toa_table lists only that namespace's sockets.
+ * one row per counter, one column per CPU). They are host-wide: every network
+ * namespace shows the same toa_stats (as with Tencent's module), while
+ * toa_table lists only that namespace's entries.
  */
 #include <linux/kernel.h>
 #include <linux/percpu.h>
@@ -33,6 +34,11 @@ static const struct {
 	ROW(untrusted),
 	ROW(malformed),
 	ROW(not_linear),
+	ROW(port_skipped),
+	ROW(bogus_unspecified),
+	ROW(bogus_loopback),
+	ROW(bogus_multicast),
+	ROW(bogus_broadcast),
 #undef ROW
 };
 
@@ -60,15 +66,22 @@ static int stats_show(struct seq_file *seq, void *v)
 		seq_putc(seq, '\n');
 	}
 	/* Not per CPU: gauges of the module as a whole. */
-	seq_printf(seq, "%-24s %16u\n", "table_entries", toa_table_count());
+	seq_printf(seq, "%-24s %16ld\n", "table_entries", toa_stats_entries());
 	seq_printf(seq, "%-24s %16lu\n", "probe_missed", toa_hooks_missed());
 	return 0;
 }
 
-static int table_show(struct seq_file *seq, void *v)
+long toa_stats_entries(void)
 {
-	toa_table_show(seq);
-	return 0;
+	long n = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct toa_stats *s = per_cpu_ptr(toa_stats, cpu);
+
+		n += (long)(READ_ONCE(s->entry_alloc) - READ_ONCE(s->entry_free));
+	}
+	return n;
 }
 
 static int __net_init toa_net_init(struct net *net)
@@ -76,8 +89,8 @@ static int __net_init toa_net_init(struct net *net)
 	if (!proc_create_net_single("toa_stats", 0444, net->proc_net,
 				    stats_show, NULL))
 		return -ENOMEM;
-	if (!proc_create_net_single("toa_table", 0400, net->proc_net,
-				    table_show, NULL)) {
+	if (!proc_create_net("toa_table", 0400, net->proc_net,
+			     &toa_table_seq_ops, toa_table_seq_private_size())) {
 		remove_proc_entry("toa_stats", net->proc_net);
 		return -ENOMEM;
 	}

@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Per-socket TOA state, keyed by struct sock *. Our own table instead of
- * sk_user_data (its low bits are flags since 6.0 and sockmap refuses sockets
- * that use it) and instead of replacing destructors (kTLS/sockmap/IPv6 chain
- * them). Readers (getname, getsockopt, /proc) are lockless under RCU; writers
- * take a per-bucket bit lock with interrupts off: stores happen in softirq and
- * removals in probe handlers, where arm64 breakpoint handlers already run with
- * interrupts off and local_bh_enable() would warn.
- * Connections without an option cost nothing: no entry is allocated.
+ * Per-socket TOA state, keyed by the socket cookie (see struct toa_ident).
+ * Our own table instead of sk_user_data (its low bits are flags since 6.0 and
+ * sockmap refuses sockets that use it) and instead of replacing destructors
+ * (kTLS/sockmap/IPv6 chain them).
+ *
+ * Readers (getname, getsockopt, /proc) are lockless under RCU. Writers take a
+ * per-bucket bit lock with interrupts off: stores run in softirq, removals in
+ * the destroy tracepoint (any context) and in a kprobe handler (arm64 runs
+ * breakpoint handlers with interrupts off, where local_bh_enable() warns).
+ *
+ * Sockets without TOA cost nothing here: no entry, and every path starts
+ * with a lockless test of the socket's own cookie word (0: we never stored
+ * it) before touching the shared table; removal takes the lock only for an
+ * entry that is there. No shared counter is written: alloc/free are per CPU.
+ *
+ * Size: a fixed array of 2^16 buckets (512 KiB). At 100,000 entries the mean
+ * chain is 1.5; lookups walk one chain. Cookies are sequential, hash_64
+ * spreads them evenly.
  */
 #include <linux/kernel.h>
 #include <linux/slab.h>
@@ -16,7 +26,7 @@
 #include <linux/rculist_bl.h>
 #include <linux/seq_file.h>
 #include <linux/seq_file_net.h>
-#include <linux/vmalloc.h>
+#include <linux/sock_diag.h>
 #include <linux/mm.h>
 #include <net/sock.h>
 #include <net/inet_sock.h>
@@ -24,15 +34,46 @@
 #include "compat.h"
 #include "toa_kmod.h"
 
-#define TOA_HASH_BITS	14
+#define TOA_HASH_BITS	16
+#define TOA_BUCKETS	(1U << TOA_HASH_BITS)
 
 static struct hlist_bl_head *toa_hash;
 static struct kmem_cache *toa_cache;
-static atomic_t toa_count = ATOMIC_INIT(0);
 
-static struct hlist_bl_head *bucket(const struct sock *sk)
+static struct hlist_bl_head *bucket(u64 cookie)
 {
-	return &toa_hash[hash_ptr(sk, TOA_HASH_BITS)];
+	return &toa_hash[hash_64(cookie, TOA_HASH_BITS)];
+}
+
+/* The socket's cookie if it has one; 0 means we never stored it. */
+static u64 cookie_of(const struct sock *sk)
+{
+	return atomic64_read(&sk->sk_cookie);
+}
+
+static void peer_of(const struct sock *sk, struct in6_addr *peer)
+{
+#if IS_ENABLED(CONFIG_IPV6)
+	/* sk_daddr_set() keeps sk_v6_daddr as ::ffff:daddr for IPv4 peers */
+	if (sk->sk_family == AF_INET6) {
+		*peer = sk->sk_v6_daddr;
+		return;
+	}
+#endif
+	ipv6_addr_set_v4mapped(READ_ONCE(sk->sk_daddr), peer);
+}
+
+static bool ident_match(const struct toa_ident *id, const struct sock *sk,
+			u64 cookie)
+{
+	struct in6_addr peer;
+
+	if (id->cookie != cookie || !net_eq(read_pnet(&id->net), sock_net(sk)) ||
+	    id->lport != READ_ONCE(inet_sk(sk)->inet_sport) ||
+	    id->rport != READ_ONCE(inet_sk(sk)->inet_dport))
+		return false;
+	peer_of(sk, &peer);
+	return ipv6_addr_equal(&id->peer, &peer);
 }
 
 static void entry_free_rcu(struct rcu_head *head)
@@ -45,25 +86,26 @@ static void entry_free_rcu(struct rcu_head *head)
 	kmem_cache_free(toa_cache, e);
 }
 
-static void entry_release(struct toa_entry *e)
+int toa_table_store(struct sock *sk, const struct toa_addr *a, u8 flags)
 {
-	atomic_dec(&toa_count);
-	call_rcu(&e->rcu, entry_free_rcu);
-}
-
-int toa_table_store(const struct sock *sk, const struct toa_addr *a, u8 flags)
-{
-	struct hlist_bl_head *b = bucket(sk);
 	struct toa_entry *e, *it, *old = NULL;
 	struct hlist_bl_node *pos;
+	struct hlist_bl_head *b;
 	unsigned long irqf;
+	u32 ck[2];
 
 	e = kmem_cache_alloc(toa_cache, GFP_ATOMIC);
 	if (!e) {
 		TOA_INC(entry_alloc_fail);
 		return -ENOMEM;
 	}
-	e->sk = sk;
+	/* sock_gen_cookie() is not exported; this exported wrapper is */
+	sock_diag_save_cookie(sk, ck);
+	e->id.cookie = (u64)ck[1] << 32 | ck[0];
+	write_pnet(&e->id.net, sock_net(sk));
+	peer_of(sk, &e->id.peer);
+	e->id.lport = inet_sk(sk)->inet_sport;
+	e->id.rport = inet_sk(sk)->inet_dport;
 	if (a->is_v6)
 		e->addr.v6 = a->v6;
 	else {
@@ -71,18 +113,19 @@ int toa_table_store(const struct sock *sk, const struct toa_addr *a, u8 flags)
 		e->addr.v4 = a->v4;
 	}
 	e->port = a->port;
-	e->peer_port = inet_sk(sk)->inet_dport;
 	e->kind = a->kind;
 	e->flags = flags | (a->is_v6 ? TOA_E_NAT64 : 0);
+	/* counted before it is visible: a reader never sees free > alloc */
 	TOA_INC(entry_alloc);
 	if (a->is_v6)
 		TOA_INC(ip6_address_alloc);
 
+	b = bucket(e->id.cookie);
 	local_irq_save(irqf);
 	hlist_bl_lock(b);
-	/* A stale entry for this address would mean a missed destroy; replace. */
+	/* a fresh child has a fresh cookie; an old entry would be a bug */
 	hlist_bl_for_each_entry(it, pos, b, node) {
-		if (it->sk == sk) {
+		if (it->id.cookie == e->id.cookie) {
 			old = it;
 			break;
 		}
@@ -92,25 +135,26 @@ int toa_table_store(const struct sock *sk, const struct toa_addr *a, u8 flags)
 	hlist_bl_add_head_rcu(&e->node, b);
 	hlist_bl_unlock(b);
 	local_irq_restore(irqf);
-	atomic_inc(&toa_count);
 	if (old)
-		entry_release(old);
+		call_rcu(&old->rcu, entry_free_rcu);
 	return 0;
 }
 
 bool toa_table_lookup(const struct sock *sk, struct toa_found *out)
 {
-	struct toa_entry *e;
+	u64 cookie = cookie_of(sk);
 	struct hlist_bl_node *pos;
+	struct toa_entry *e;
 	bool found = false;
 
-	if (!atomic_read(&toa_count))
+	if (!cookie)
 		return false;
 	rcu_read_lock();
-	hlist_bl_for_each_entry_rcu(e, pos, bucket(sk), node) {
-		if (e->sk != sk)
+	hlist_bl_for_each_entry_rcu(e, pos, bucket(cookie), node) {
+		if (e->id.cookie != cookie)
 			continue;
-		if (e->peer_port != READ_ONCE(inet_sk(sk)->inet_dport)) {
+		if (!ident_match(&e->id, sk, cookie)) {
+			/* same socket, other connection: reconnected */
 			TOA_INC(getname_toa_mismatch);
 			break;
 		}
@@ -127,88 +171,163 @@ bool toa_table_lookup(const struct sock *sk, struct toa_found *out)
 
 void toa_table_forget(const struct sock *sk)
 {
+	u64 cookie = cookie_of(sk);
+	struct hlist_bl_node *pos;
 	struct hlist_bl_head *b;
 	struct toa_entry *e;
-	struct hlist_bl_node *pos;
-	bool found = false;
+	bool there = false;
 	unsigned long irqf;
 
-	if (!atomic_read(&toa_count))
+	if (!cookie)
 		return;
-	b = bucket(sk);
+	b = bucket(cookie);
+	/* most sockets with a cookie (ss, BPF) have no entry: look first */
+	rcu_read_lock();
+	hlist_bl_for_each_entry_rcu(e, pos, b, node) {
+		if (e->id.cookie == cookie) {
+			there = true;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	if (!there)
+		return;
+	there = false;
 	local_irq_save(irqf);
 	hlist_bl_lock(b);
 	hlist_bl_for_each_entry(e, pos, b, node) {
-		if (e->sk == sk) {
+		if (e->id.cookie == cookie) {
 			hlist_bl_del_rcu(&e->node);
-			found = true;
+			there = true;
 			break;
 		}
 	}
 	hlist_bl_unlock(b);
 	local_irq_restore(irqf);
-	if (found)
-		entry_release(e);
+	if (there)
+		call_rcu(&e->rcu, entry_free_rcu);
 }
 
-unsigned int toa_table_count(void)
+/*
+ * /proc/net/toa_table: a seq_file iterator like /proc/net/tcp. It prints
+ * what the entry stored (never dereferences a socket) and resumes from the
+ * bucket/offset it stopped at when the buffer filled, instead of walking the
+ * table again.
+ */
+struct toa_iter {
+	struct seq_net_private p;
+	unsigned int bucket;
+	unsigned int offset;	/* entries of this netns before it in the bucket */
+	loff_t pos;		/* *pos of the entry at bucket/offset */
+};
+
+size_t toa_table_seq_private_size(void)
 {
-	return atomic_read(&toa_count);
+	return sizeof(struct toa_iter);
 }
 
-void toa_table_show(struct seq_file *seq)
+static struct toa_entry *iter_from(struct seq_file *seq, unsigned int bkt,
+				   unsigned int skip)
 {
-	struct net *net = seq_file_single_net(seq);
-	unsigned int i;
+	struct toa_iter *it = seq->private;
+	struct net *net = seq_file_net(seq);
+	struct hlist_bl_node *pos;
+	struct toa_entry *e;
 
-	seq_puts(seq, "local remote client kind flags\n");
-	rcu_read_lock();
-	for (i = 0; i < (1U << TOA_HASH_BITS); i++) {
-		struct toa_entry *e;
-		struct hlist_bl_node *pos;
+	for (; bkt < TOA_BUCKETS; bkt++, skip = 0) {
+		unsigned int n = 0;
 
-		hlist_bl_for_each_entry_rcu(e, pos, &toa_hash[i], node) {
-			/*
-			 * The entry is unlinked before its socket is destroyed,
-			 * and TCP sockets live in SLAB_TYPESAFE_BY_RCU caches,
-			 * so under RCU e->sk is a struct sock.
-			 */
-			const struct sock *sk = e->sk;
-			u16 fam;
-			u8 peer[16];
-			__be16 pport;
-
-			if (!net_eq(sock_net(sk), net))
+		hlist_bl_for_each_entry_rcu(e, pos, &toa_hash[bkt], node) {
+			if (!net_eq(read_pnet(&e->id.net), net))
 				continue;
-			toa_sock_peer(sk, &fam, peer, &pport);
-			if (sk->sk_family == AF_INET6)
-				seq_printf(seq, "[%pI6c]:%u ", &sk->sk_v6_rcv_saddr,
-					   ntohs(inet_sk(sk)->inet_sport));
-			else
-				seq_printf(seq, "%pI4:%u ", &inet_sk(sk)->inet_rcv_saddr,
-					   ntohs(inet_sk(sk)->inet_sport));
-			if (fam == AF_INET6)
-				seq_printf(seq, "[%pI6c]:%u ", peer, ntohs(pport));
-			else
-				seq_printf(seq, "%pI4:%u ", peer, ntohs(pport));
-			if (e->flags & TOA_E_NAT64)
-				seq_printf(seq, "[%pI6c]:%u", &e->addr.v6, ntohs(e->port));
-			else
-				seq_printf(seq, "%pI4:%u", &e->addr.v4, ntohs(e->port));
-			seq_printf(seq, " %u %s\n", e->kind,
-				   e->flags & TOA_E_UNTRUSTED ? "untrusted" :
-				   e->flags & TOA_E_TRUSTED ? "trusted" : "-");
+			if (n++ < skip)
+				continue;
+			it->bucket = bkt;
+			it->offset = n - 1;
+			return e;
 		}
 	}
+	return NULL;
+}
+
+static void *toa_seq_start(struct seq_file *seq, loff_t *pos)
+	__acquires(RCU)
+{
+	struct toa_iter *it = seq->private;
+	struct toa_entry *e;
+	loff_t i;
+
+	rcu_read_lock();
+	if (!*pos)
+		return SEQ_START_TOKEN;
+	if (it->pos && *pos == it->pos)
+		return iter_from(seq, it->bucket, it->offset);
+	e = iter_from(seq, 0, 0);
+	for (i = 1; e && i < *pos; i++)
+		e = iter_from(seq, it->bucket, it->offset + 1);
+	it->pos = e ? *pos : 0;
+	return e;
+}
+
+static void *toa_seq_next(struct seq_file *seq, void *v, loff_t *pos)
+{
+	struct toa_iter *it = seq->private;
+	struct toa_entry *e;
+
+	e = v == SEQ_START_TOKEN ? iter_from(seq, 0, 0) :
+				   iter_from(seq, it->bucket, it->offset + 1);
+	++*pos;
+	it->pos = e ? *pos : 0;
+	return e;
+}
+
+static void toa_seq_stop(struct seq_file *seq, void *v)
+	__releases(RCU)
+{
 	rcu_read_unlock();
 }
 
+static int toa_seq_show(struct seq_file *seq, void *v)
+{
+	const struct toa_entry *e = v;
+
+	if (v == SEQ_START_TOKEN) {
+		seq_puts(seq, "cookie local_port remote client kind flags\n");
+		return 0;
+	}
+	seq_printf(seq, "%llu %u ", e->id.cookie, ntohs(e->id.lport));
+	if (ipv6_addr_v4mapped(&e->id.peer))
+		seq_printf(seq, "%pI4:%u ", &e->id.peer.s6_addr32[3], ntohs(e->id.rport));
+	else
+		seq_printf(seq, "[%pI6c]:%u ", &e->id.peer, ntohs(e->id.rport));
+	if (e->flags & TOA_E_NAT64)
+		seq_printf(seq, "[%pI6c]:%u", &e->addr.v6, ntohs(e->port));
+	else
+		seq_printf(seq, "%pI4:%u", &e->addr.v4, ntohs(e->port));
+	seq_printf(seq, " %u %s\n", e->kind,
+		   e->flags & TOA_E_UNTRUSTED ? "untrusted" :
+		   e->flags & TOA_E_TRUSTED ? "trusted" : "-");
+	return 0;
+}
+
+const struct seq_operations toa_table_seq_ops = {
+	.start = toa_seq_start,
+	.next = toa_seq_next,
+	.stop = toa_seq_stop,
+	.show = toa_seq_show,
+};
+
 int toa_table_init(void)
 {
-	toa_hash = kvcalloc(1U << TOA_HASH_BITS, sizeof(*toa_hash), GFP_KERNEL);
+	toa_hash = kvcalloc(TOA_BUCKETS, sizeof(*toa_hash), GFP_KERNEL);
 	if (!toa_hash)
 		return -ENOMEM;
-	/* Own cache: exact object size and /proc/slabinfo accounting. */
+	/*
+	 * Own cache for the exact object size. SLUB may still merge it with
+	 * another cache of that size (SLAB_MERGE_DEFAULT), so slab counts are
+	 * read from /sys/kernel/slab/toa_entry (an alias when merged), and
+	 * entry_alloc / entry_free count our objects exactly.
+	 */
 	toa_cache = kmem_cache_create("toa_entry", sizeof(struct toa_entry), 0,
 				      0, NULL);
 	if (!toa_cache) {
@@ -223,7 +342,7 @@ void toa_table_exit(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < (1U << TOA_HASH_BITS); i++) {
+	for (i = 0; i < TOA_BUCKETS; i++) {
 		struct hlist_bl_head *b = &toa_hash[i];
 		struct hlist_bl_node *pos, *tmp;
 		struct toa_entry *e;
@@ -233,7 +352,7 @@ void toa_table_exit(void)
 		hlist_bl_lock(b);
 		hlist_bl_for_each_entry_safe(e, pos, tmp, b, node) {
 			hlist_bl_del_rcu(&e->node);
-			entry_release(e);
+			call_rcu(&e->rcu, entry_free_rcu);
 		}
 		hlist_bl_unlock(b);
 		local_irq_restore(irqf);

@@ -12,9 +12,12 @@
 #include <linux/in6.h>
 #include <linux/percpu.h>
 #include <linux/rculist_bl.h>
+#include <net/net_namespace.h>
 #include "uapi/toa.h"
 
 /* Wire sizes: |kind|len|port(2)|addr(4 or 16)|. */
+#define TOA_VERSION	"1.1.0"
+
 #define TOA_OPTLEN_V4	8
 #define TOA_OPTLEN_V6	20
 
@@ -46,8 +49,9 @@ struct toa_addr {
 	bool is_v6;
 };
 
+/* @syn: the segment is a SYN (kind 254 / 0xF989 is then a TFO cookie) */
 enum toa_parse_result toa_parse_options(const u8 *opt, unsigned int len,
-					const struct toa_kinds *kinds,
+					const struct toa_kinds *kinds, bool syn,
 					struct toa_addr *out);
 
 /* ---- params.c ---- */
@@ -57,6 +61,10 @@ void toa_params_kinds(struct toa_kinds *out);
 /* Is a packet source (IPv4 when !is_v6) inside a trusted range?
  * Returns 1 trusted, 0 untrusted, -1 no list configured (accept all). */
 int toa_params_trusted(bool is_v6, const void *saddr);
+/* Is TOA honoured on this local port (the `ports` list, empty = all)? */
+bool toa_params_port_ok(__be16 port);
+/* Load-time warnings about the configuration (trusted empty). */
+void toa_params_check(void);
 void toa_params_exit(void);
 
 /* ---- table.c: per-socket state ---- */
@@ -66,17 +74,31 @@ void toa_params_exit(void);
 #define TOA_E_TRUSTED	0x02	/* source matched a configured range */
 #define TOA_E_UNTRUSTED	0x04	/* option ignored: source not trusted */
 
+/*
+ * Who an entry belongs to. tcp_sock memory is SLAB_TYPESAFE_BY_RCU and reused
+ * at once, so the struct sock address says nothing: the socket cookie
+ * (sock_gen_cookie(): one 64-bit counter for the whole machine on every
+ * kernel we build for, never reused while it runs) plus the netns and the
+ * 4-tuple the socket had when the entry was made. A socket that was
+ * disconnected and reconnected elsewhere keeps its cookie but not its tuple.
+ */
+struct toa_ident {
+	u64 cookie;
+	possible_net_t net;
+	struct in6_addr peer;	/* the balancer; IPv4 as ::ffff:a.b.c.d */
+	__be16 lport;
+	__be16 rport;
+};
+
 struct toa_entry {
 	struct hlist_bl_node node;
 	struct rcu_head rcu;
-	const struct sock *sk;		/* key; never dereferenced from here */
+	struct toa_ident id;
 	union {
 		__be32 v4;
 		struct in6_addr v6;
 	} addr;
 	__be16 port;
-	/* peer port when stored: a reused struct sock must not inherit us */
-	__be16 peer_port;
 	u8 kind;
 	u8 flags;
 };
@@ -94,12 +116,12 @@ struct toa_found {
 
 int toa_table_init(void);
 void toa_table_exit(void);
-int toa_table_store(const struct sock *sk, const struct toa_addr *a, u8 flags);
+int toa_table_store(struct sock *sk, const struct toa_addr *a, u8 flags);
 bool toa_table_lookup(const struct sock *sk, struct toa_found *out);
 void toa_table_forget(const struct sock *sk);
-struct seq_file;
-void toa_table_show(struct seq_file *seq);
-unsigned int toa_table_count(void);
+/* /proc/net/toa_table iterator */
+extern const struct seq_operations toa_table_seq_ops;
+size_t toa_table_seq_private_size(void);
 
 /* ---- stats.c ---- */
 
@@ -117,6 +139,11 @@ struct toa_stats {
 	u64 untrusted;
 	u64 malformed;
 	u64 not_linear;
+	u64 port_skipped;
+	u64 bogus_unspecified;
+	u64 bogus_loopback;
+	u64 bogus_multicast;
+	u64 bogus_broadcast;
 };
 
 extern struct toa_stats __percpu *toa_stats;
@@ -135,6 +162,8 @@ int toa_hooks_init(void);
 void toa_hooks_exit(void);
 /* kretprobe/kprobe misses, reported in toa_stats */
 unsigned long toa_hooks_missed(void);
+/* table_entries gauge: stored minus freed, summed over CPUs */
+long toa_stats_entries(void);
 
 /* ---- sockopt.c ---- */
 

@@ -11,14 +11,14 @@ describe('toa.ko lifecycle', () => {
     if (loaded()) rmmod();
   });
 
-  it('logs "toa load success" and "TOA unloaded"', () => {
+  it('logs "toa: loaded" and "toa: unloaded"', () => {
     const count = (re: RegExp) => (kernelLog().match(re) ?? []).length;
-    const loads = count(/toa load success/g);
-    const unloads = count(/TOA unloaded/g);
+    const loads = count(/toa: loaded/g);
+    const unloads = count(/toa: unloaded/g);
     insmod();
-    expect(count(/toa load success/g)).toBe(loads + 1);
+    expect(count(/toa: loaded/g)).toBe(loads + 1);
     rmmod();
-    expect(count(/TOA unloaded/g)).toBe(unloads + 1);
+    expect(count(/toa: unloaded/g)).toBe(unloads + 1);
     expect(fs.existsSync('/proc/net/toa_stats')).toBe(false);
   });
 
@@ -26,10 +26,11 @@ describe('toa.ko lifecycle', () => {
     insmod();
     const out = execFileSync('unshare', ['-n', 'sh', '-c', 'cat /proc/self/net/toa_stats; cat /proc/self/net/toa_table'], { encoding: 'utf8' });
     for (const name of ['syn_recv_sock_toa', 'syn_recv_sock_no_toa', 'getname_toa_ok', 'getname_toa_mismatch',
-      'getname_toa_empty', 'ip6_address_alloc', 'ip6_address_free', 'untrusted', 'malformed']) {
+      'getname_toa_empty', 'ip6_address_alloc', 'ip6_address_free', 'untrusted', 'malformed', 'port_skipped',
+      'bogus_unspecified', 'bogus_loopback', 'bogus_multicast', 'bogus_broadcast']) {
       expect(out).toMatch(new RegExp(`^${name}\\s`, 'm'));
     }
-    expect(out).toMatch(/^local remote client kind flags$/m);
+    expect(out).toMatch(/^cookie local_port remote client kind flags$/m);
   });
 
   it('parses parameters and rejects bad ones', () => {
@@ -44,7 +45,14 @@ describe('toa.ko lifecycle', () => {
     expect(getParam('trusted')).toBe('');
     setParam('ipv4_kinds', '254,200');
     expect(getParam('ipv4_kinds')).toBe('200,254');
-    for (const bad of ['0', '1', '256', 'x']) expect(() => setParam('ipv4_kinds', bad)).toThrow(/EINVAL|Invalid argument/);
+    for (const bad of ['0', '1', '256', 'x', '0x10']) expect(() => setParam('ipv4_kinds', bad)).toThrow(/EINVAL|Invalid argument/);
+    // decimal only: "010" is kind 10, not octal 8
+    setParam('ipv4_kinds', '010');
+    expect(getParam('ipv4_kinds')).toBe('10');
+    expect(() => setParam('ipv4_kinds', '200,2x0')).toThrow(/EINVAL|Invalid argument/);
+    expect(kernelLog()).toMatch(/ipv4_kinds: bad kind "2x0"/);
+    expect(() => setParam('trusted', '203.0.113.0/24,nope')).toThrow(/EINVAL|Invalid argument/);
+    expect(kernelLog()).toMatch(/trusted: bad range "nope"/);
     setParam('ipv4_kinds', '200');
     expect(getParam('ipv6_kinds')).toBe('253');
     rmmod();

@@ -34,11 +34,11 @@ describe('make install + modprobe', () => {
     const modprobe = (...args: string[]) => execFileSync('modprobe', ['-d', dest, ...args], { encoding: 'utf8' });
     expect(modprobe('--show-depends', 'toa').trim()).toBe(`insmod ${installed}`);
 
-    const before = (kernelLog().match(/toa load success/g) ?? []).length;
+    const before = (kernelLog().match(/toa: loaded/g) ?? []).length;
     modprobe('toa', 'ipv4_kinds=200,254');
     expect(loaded()).toBe(true);
     expect(fs.readFileSync('/sys/module/toa/parameters/ipv4_kinds', 'utf8').trim()).toBe('200,254');
-    expect((kernelLog().match(/toa load success/g) ?? []).length).toBe(before + 1);
+    expect((kernelLog().match(/toa: loaded/g) ?? []).length).toBe(before + 1);
     modprobe('-r', 'toa');
     expect(loaded()).toBe(false);
     expect(kernelTrouble()).toEqual([]);

@@ -25,6 +25,8 @@ export interface BackendConfig {
   ipv6Kinds?: number[];
   /** trusted balancer CIDRs; empty = every source */
   trusted?: string[];
+  /** local ports where TOA is honoured; empty = every port */
+  ports?: number[];
 }
 
 export interface Backend {
@@ -112,6 +114,23 @@ const v6Client = { address: CLIENT_V6, port: CLIENT_PORT };
 const toa4 = { kind: 200, address: CLIENT_V4, port: CLIENT_PORT };
 const toa6 = { kind: 253, address: CLIENT_V6, port: CLIENT_PORT };
 
+/**
+ * Addresses no client can have: unspecified, loopback, multicast, limited
+ * broadcast, and their v4-mapped forms. Never adopted (each class counted by
+ * the backend): the connection looks like one without TOA.
+ */
+export const BOGUS_V4 = { unspecified: ['0.0.0.0'], loopback: ['127.0.0.1', '127.255.0.9'], multicast: ['224.0.0.1', '239.255.255.250'], broadcast: ['255.255.255.255'] };
+export const BOGUS_V6 = { unspecified: ['::', '::ffff:0.0.0.0'], loopback: ['::1', '::ffff:127.0.0.1'], multicast: ['ff02::1', 'ff0e::1:2'] };
+
+function bogusRows(): Case[] {
+  return ([[BOGUS_V4, 200, 4], [BOGUS_V6, 253, 6]] as const).flatMap(([classes, kind, lbFamily]) =>
+    Object.entries(classes).flatMap(([cls, list]) => list.map((address): Case => ({
+      name: `bogus ${cls} client ${address} (kind ${kind}) is not adopted`,
+      listen: '::', lbFamily, toa: { kind, address, port: CLIENT_PORT },
+      expect: (peer) => expected('::', peer, { nat64: { code: 'EINVAL' } }),
+    }))));
+}
+
 /** The behaviour table (kmod/README.md "Behaviour"). */
 export const behaviourTable: Case[] = [
   {
@@ -184,6 +203,13 @@ export const behaviourTable: Case[] = [
     listen: '::', lbFamily: 6, toa: toa6, config: { trusted: ['192.0.2.0/24', '2001:db8:70a::/48'] },
     expect: (peer) => expected('::', peer, { real: v6Client, nat64: v6Client, nat64Flag: true, kind: 253, trusted: true }),
   },
+  {
+    // sshd, postgres... on the same host keep their real peers
+    name: 'ports list without the listener: option ignored, getpeername = balancer',
+    listen: '::', lbFamily: 4, toa: toa4, config: { ports: [1, 65535] },
+    expect: (peer) => expected('::', peer, { nat64: { code: 'EINVAL' } }),
+  },
+  ...bogusRows(),
 ];
 
 function codeOf(fn: () => { address: string; port: number }): Observed['nat64'] {
@@ -284,7 +310,7 @@ export function behaviourSuite(backend: Backend, base: BackendConfig = {}) {
     });
     for (const c of behaviourTable) {
       it(c.name, async () => {
-        await backend.enable({ ipv4Kinds: [200], ipv6Kinds: [253], trusted: [], ...base, ...c.config });
+        await backend.enable({ ipv4Kinds: [200], ipv6Kinds: [253], trusted: [], ports: [], ...base, ...c.config });
         const { seen, peer } = await runCase(lb, c);
         const want = c.expect(peer);
         if (backend.errno && 'code' in want.nat64) want.nat64 = { code: backend.errno(want.nat64.code) };

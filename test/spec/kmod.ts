@@ -11,13 +11,15 @@ import type { Backend, BackendConfig } from './behaviour';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /**
- * toa.ko for the running kernel: $TOA_KMOD_KO (the guest harness sets it),
+ * toa.ko for the running kernel: $TOA_KMOD_UNDER_TEST (another build, e.g.
+ * the previous commit's, to watch a new test fail: matrix.mjs --env), else
+ * $TOA_KMOD_KO (the guest harness sets it),
  * else the harness's .cache/kmod/<release>/toa.ko, else what
  * kmod/scripts/build-matrix.sh leaves in .cache/kmod-matrix/<release>/.
  */
 export function koPath(): string {
   const release = os.release();
-  const candidates = [process.env.TOA_KMOD_KO, path.join(root, '.cache/kmod', release, 'toa.ko'),
+  const candidates = [process.env.TOA_KMOD_UNDER_TEST, process.env.TOA_KMOD_KO, path.join(root, '.cache/kmod', release, 'toa.ko'),
     path.join(root, '.cache/kmod-matrix', release, 'toa.ko')].filter(Boolean) as string[];
   for (const c of candidates) if (fs.existsSync(c)) return c;
   throw new Error(`no toa.ko for kernel ${release}: run kmod/scripts/build-matrix.sh on the host (looked in ${candidates.join(', ')})`);
@@ -38,11 +40,13 @@ function paramArgs(c: BackendConfig): string[] {
   if (c.ipv4Kinds) a.push(`ipv4_kinds=${c.ipv4Kinds.join(',')}`);
   if (c.ipv6Kinds) a.push(`ipv6_kinds=${c.ipv6Kinds.join(',')}`);
   if (c.trusted && c.trusted.length) a.push(`trusted=${c.trusted.join(',')}`);
+  if (c.ports && c.ports.length) a.push(`ports=${c.ports.join(',')}`);
   return a;
 }
 
-export function insmod(c: BackendConfig = {}) {
-  const r = sh('insmod', [koPath(), ...paramArgs(c)]);
+/** insmod with the backend configuration plus raw `name=value` module arguments. */
+export function insmod(c: BackendConfig = {}, extra: string[] = []) {
+  const r = sh('insmod', [koPath(), ...paramArgs(c), ...extra]);
   if (r.status !== 0) throw new Error(`insmod failed (${r.status}): ${r.stderr.trim()}`);
 }
 
@@ -57,7 +61,7 @@ export function rmmod({ attempts = 50 } = {}) {
   throw new Error(`rmmod: module still in use after ${attempts} attempts`);
 }
 
-export function setParam(name: 'ipv4_kinds' | 'ipv6_kinds' | 'trusted', value: string) {
+export function setParam(name: string, value: string) {
   // a newline makes even the empty value a real write the setter sees
   fs.writeFileSync(`/sys/module/toa/parameters/${name}`, `${value}\n`);
 }
@@ -88,6 +92,16 @@ export function tableEntries(): string[] {
   return fs.readFileSync('/proc/net/toa_table', 'utf8').trim().split('\n').slice(1).filter(Boolean);
 }
 
+/** A TcpExt counter of /proc/net/netstat (SyncookiesRecv, TCPFastOpenPassive...). */
+export function netstat(name: string): number {
+  const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n');
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const k = lines[i].split(/\s+/).indexOf(name);
+    if (k > 0) return Number(lines[i + 1].split(/\s+/)[k]);
+  }
+  throw new Error(`no ${name} in /proc/net/netstat`);
+}
+
 /** Kernel log since boot. */
 export function kernelLog(): string {
   return execFileSync('dmesg', [], { encoding: 'utf8', maxBuffer: 64 << 20 });
@@ -96,7 +110,7 @@ export function kernelLog(): string {
 /** Lines showing the kernel complained (oops, BUG, WARNING, lockdep, KASAN...). */
 export function kernelTrouble(log = kernelLog()): string[] {
   return log.split('\n').filter((l) =>
-    /\b(Oops|BUG:|WARNING:|Call Trace|general protection|KASAN|UBSAN|lockdep|soft lockup|hung task|refcount_t)/.test(l));
+    /\b(Oops|BUG:|WARNING:|Call Trace|general protection|KASAN|KFENCE|UBSAN|lockdep|soft lockup|hung task|refcount_t)/.test(l));
 }
 
 /** The kmod backend for the shared behaviour suite. */
@@ -107,6 +121,7 @@ export const kmodBackend: Backend = {
     setParam('ipv4_kinds', (c.ipv4Kinds ?? [200]).join(','));
     setParam('ipv6_kinds', (c.ipv6Kinds ?? [253]).join(','));
     setParam('trusted', (c.trusted ?? []).join(','));
+    setParam('ports', (c.ports ?? []).join(','));
   },
   async disable() {
     if (loaded()) rmmod();

@@ -2,8 +2,8 @@
 // lists. The walker states the rules every backend must follow (kernel
 // tcp_parse_options rules): EOL ends, NOP is skipped, len < 2 or
 // len > remaining stops the walk, kind and length must both match, first
-// match wins; a kind-254 option of length 8 whose two bytes after the length
-// are the TFO ExID 0xF989 is never an address.
+// match wins; in a SYN, a kind-254 option whose two bytes after the length
+// are the TFO ExID 0xF989 is a Fast Open cookie, never an address.
 
 export interface Kinds {
   v4: number[];
@@ -32,7 +32,8 @@ function v6String(b: Uint8Array): string {
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
-export function parseOptions(opt: Uint8Array, kinds: Kinds): Parsed {
+/** `syn`: the options are a SYN's (kind 254 / 0xF989 is then a TFO cookie). */
+export function parseOptions(opt: Uint8Array, kinds: Kinds, syn = false): Parsed {
   let i = 0;
   while (i < opt.length) {
     const kind = opt[i];
@@ -41,8 +42,9 @@ export function parseOptions(opt: Uint8Array, kinds: Kinds): Parsed {
     if (opt.length - i < 2) return { result: 'malformed' };
     const len = opt[i + 1];
     if (len < 2 || len > opt.length - i) return { result: 'malformed' };
-    const tfo = kind === 254 && len >= 4 && opt[i + 2] === 0xf9 && opt[i + 3] === 0x89;
-    if (len === 8 && kinds.v4.includes(kind) && !tfo) {
+    // a TFO cookie only in a SYN (tcp_parse_options); elsewhere 0xF989 is port 63881
+    if (syn && kind === 254 && len >= 4 && opt[i + 2] === 0xf9 && opt[i + 3] === 0x89) { i += len; continue; }
+    if (len === 8 && kinds.v4.includes(kind)) {
       return {
         result: 'found', kind, family: 4,
         port: (opt[i + 2] << 8) | opt[i + 3],

@@ -1,0 +1,172 @@
+// Load that makes hooks nest: TOA connection churn through the LB emulator's
+// crafter, getpeername/getsockname storms on long-lived TOA sockets from one
+// process per CPU, and interrupt/softirq load (a loopback UDP flood and an
+// hrtimer sleeper) for TOA_STRESS_SECONDS (default 60) and at least
+// TOA_STRESS_CONNECTIONS (default 50,000) TOA handshakes. Then everything is
+// closed: the table is empty, alloc == free, probe_missed (kretprobe and
+// kprobe nmissed) did not move, and every connection reported its own client.
+import net from 'node:net';
+import os from 'node:os';
+import fs from 'node:fs';
+import { once } from 'node:events';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+// @ts-expect-error -- plain ESM helper without type declarations
+import { createLoadBalancer, toaOption } from '../support/lb/index.mjs';
+import { getToaInfo } from '../../src/index';
+import { canonical } from '../spec/behaviour';
+import { delta, insmod, kernelTrouble, loaded, rmmod, stats, tableEntries } from '../spec/kmod';
+
+const SECONDS = Number(process.env.TOA_STRESS_SECONDS ?? 60);
+const CONNECTIONS = Number(process.env.TOA_STRESS_CONNECTIONS ?? 50000);
+// hard stop, whatever the guest's speed
+const LIMIT_MS = Number(process.env.TOA_STRESS_LIMIT_SECONDS ?? 600) * 1000;
+const BATCH = 500;
+const HELD = 16;
+
+const STORM = String.raw`
+import socket, sys, time
+socks = [socket.socket(fileno=fd) for fd in range(3, 3 + int(sys.argv[1]))]
+end = time.time() + float(sys.argv[2]); n = 0; bad = 0
+want = sys.argv[3].split(',')
+while time.time() < end:
+    for i, s in enumerate(socks):
+        if s.getpeername()[0] != want[i]: bad += 1
+        s.getsockname(); n += 2
+print(n, bad, flush=True)
+`;
+const IRQ = String.raw`
+import socket, sys, time, threading
+end = time.time() + float(sys.argv[1])
+def sleeper():
+    while time.time() < end: time.sleep(0.0002)
+threading.Thread(target=sleeper, daemon=True).start()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+r.bind(('127.0.0.1', 0)); r.setblocking(False); dst = r.getsockname(); b = b'x' * 64
+while time.time() < end:
+    for _ in range(64): u.sendto(b, dst)
+    try:
+        while True: r.recv(128)
+    except BlockingIOError: pass
+`;
+
+function interrupts(): number {
+  return fs.readFileSync('/proc/interrupts', 'utf8').split('\n').slice(1)
+    .reduce((s, l) => s + l.trim().split(/\s+/).slice(1, 1 + os.cpus().length).reduce((a, v) => a + (Number(v) || 0), 0), 0);
+}
+
+describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and interrupt load`, () => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  let lb: any;
+  let server: net.Server;
+  let port = 0;
+  const seen = new Map<string, { remote?: string; present: boolean; address: string }>();
+  const held: net.Socket[] = [];
+  const procs: ChildProcess[] = [];
+  let heldWanted = true;
+
+  beforeAll(async () => {
+    if (loaded()) rmmod();
+    insmod({ ipv4Kinds: [200], ipv6Kinds: [253] });
+    lb = await createLoadBalancer();
+    server = net.createServer((s) => {
+      s.on('error', () => {});
+      if (heldWanted && held.length < HELD) { held.push(s); return; }
+      try {
+        const i = getToaInfo(s);
+        seen.set(`${i.proxy.address}|${i.proxy.port}`, { remote: s.remoteAddress, present: i.present, address: i.address });
+      } catch { /* reset before we looked */ }
+      s.destroy();
+    });
+    server.listen({ host: '::', port: 0, ipv6Only: false });
+    await once(server, 'listening');
+    port = (server.address() as net.AddressInfo).port;
+  }, 60000);
+
+  afterAll(async () => {
+    for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
+    for (const s of held) s.destroy();
+    await new Promise<void>((r) => server?.close(() => r()));
+    await lb?.close();
+    if (loaded()) rmmod();
+  });
+
+  it('ends with an empty table, alloc == free, no probe miss and no wrong address', async () => {
+    // long-lived TOA sockets for the storms (held by the server)
+    const clients = [];
+    for (let i = 0; i < HELD; i++) {
+      clients.push(await lb.connect({ port, family: 4, toa: { kind: 200, address: `198.51.100.${10 + i}`, port: 5000 + i } }));
+    }
+    const deadline = Date.now() + 10000;
+    while (held.length < HELD && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    heldWanted = false;
+    expect(held.length).toBe(HELD);
+    const want = held.map((s) => s.remoteAddress!).join(',');
+    expect(want.split(',').every((a) => a.startsWith('::ffff:198.51.100.'))).toBe(true);
+
+    const before = stats();
+    const irqBefore = interrupts();
+    const budget = SECONDS + 120;
+    const storms = os.cpus().map(() => {
+      const p = spawn('/usr/bin/python3', ['-c', STORM, String(HELD), String(budget), want],
+        { stdio: ['ignore', 'pipe', 'inherit', ...held] as never });
+      procs.push(p);
+      return p;
+    });
+    const irq = spawn('/usr/bin/python3', ['-c', IRQ, String(budget)], { stdio: 'ignore' });
+    procs.push(irq);
+
+    const start = Date.now();
+    let crafted = 0;
+    let accepted = 0;
+    const wrong: string[] = [];
+    let b = 0;
+    while ((Date.now() - start < SECONDS * 1000 || crafted < CONNECTIONS) && Date.now() - start < LIMIT_MS) {
+      const v6 = b++ % 2 === 1;
+      const clientsOf = Array.from({ length: BATCH }, (_, k) => (v6
+        ? { kind: 253, address: `2001:db8:c1::${(k + 1).toString(16)}`, port: 1024 + k }
+        : { kind: 200, address: `198.51.100.${1 + (k % 250)}`, port: 1024 + k }));
+      const res = await lb.craft(clientsOf.map((c) => ({ port, ackOptions: toaOption(c), dataOptions: toaOption(c) })), { timeoutMs: 10000, window: 128 });
+      crafted += BATCH;
+      await new Promise((r) => setTimeout(r, 20));
+      res.forEach((r: { source: { address: string; port: number } }, k: number) => {
+        const key = `::ffff:${r.source.address}|${r.source.port}`;
+        const rec = seen.get(key);
+        if (!rec) return;
+        seen.delete(key);
+        accepted++;
+        const exp = v6 ? canonical(clientsOf[k].address) : `::ffff:${clientsOf[k].address}`;
+        if (!rec.present || rec.remote !== exp) wrong.push(`${key}: ${rec.remote} want ${exp}`);
+      });
+    }
+    const elapsed = (Date.now() - start) / 1000;
+    for (const p of storms) p.kill('SIGTERM');
+    irq.kill('SIGTERM');
+    const calls = await Promise.all(storms.map(async (p) => {
+      let out = '';
+      p.stdout!.on('data', (d) => { out += d; });
+      await once(p, 'exit');
+      return out;
+    }));
+    for (const c of clients) await c.close().catch(() => undefined);
+    for (const s of held) s.destroy();
+    await new Promise((r) => setTimeout(r, 1000));
+    const d = delta(before, stats());
+    const irqs = interrupts() - irqBefore;
+    console.log(`stress on ${os.release()}: ${elapsed.toFixed(0)} s, ${crafted} crafted, ${accepted} accepted, ${wrong.length} wrong; `
+      + `${irqs} interrupts; storm output ${JSON.stringify(calls)}; counters ${JSON.stringify(d)}`);
+    expect(wrong.slice(0, 10)).toEqual([]);
+    for (const out of calls) {
+      const [n, bad] = out.trim().split(' ').map(Number);
+      expect(n).toBeGreaterThan(0);
+      expect(bad).toBe(0);
+    }
+    expect(accepted).toBeGreaterThanOrEqual(Math.min(CONNECTIONS, crafted) * 0.95);
+    expect(elapsed).toBeGreaterThanOrEqual(Math.min(SECONDS, LIMIT_MS / 1000));
+    expect(d.probe_missed).toBe(0);
+    expect(d.entry_alloc).toBe(d.entry_free);
+    expect(stats().table_entries).toBe(0);
+    expect(tableEntries()).toEqual([]);
+    expect(kernelTrouble()).toEqual([]);
+  }, LIMIT_MS + 300_000);
+});
