@@ -668,10 +668,26 @@ export async function detach(o: BpfOptions & { cgroup?: string } = {}): Promise<
   if (!present(dirname(pinDir))) return false;
   return withLocked(pinDir, async (c) => {
     const st = loaded(c) ? await readState(c) : undefined;
+    const mine = await findAttachments(c, st);
     const where = o.cgroup !== undefined ? [resolveCgroup(o.cgroup)] : st ? [st.path] : undefined;
     const orphans = await findOrphans(c, where);
     const gone = unpin(c);
     await detachOrphans(c, orphans);
+    // bpffs drops an unlinked pin's object after an RCU grace period, and
+    // a link detaches after its id is gone: return once the cgroup no
+    // longer runs the programs
+    const still = async (a: Attachment) => {
+      try {
+        return (await c.l.request<number[]>('query', a.cgroup, ATTACH_TYPE[a.program])).includes(a.id);
+      } catch {
+        return false; // the cgroup is gone, and its programs with it
+      }
+    };
+    for (let i = 0; i < 250; i++) {
+      const left = await Promise.all(mine.map(still));
+      if (!left.includes(true)) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
     return gone.length > 0 || orphans.length > 0;
   });
 }
