@@ -106,14 +106,16 @@ async function loadRound(port, ms, conc, variant) {
 }
 
 /** Accepts per server CPU-second, proxied / plain, rounds alternating. */
-export async function proxyAccepts({ rounds = 10, ms = 600, conc = 16 } = {}) {
+export async function proxyAccepts({ rounds = 10, ms = 600, conc = 16, warmupMs = 3000 } = {}) {
   const plain = new Child(['server', 'plain']);
   const proxy = new Child(['server', 'proxy']);
   try {
     const ports = {};
     for (const [k, c] of [['a', plain], ['b', proxy]]) ports[k] = Number((await c.line()).split(' ')[1]);
-    await loadRound(ports.a, 300, conc, 'plain'); // warm-up: JIT, accept queue
-    await loadRound(ports.b, 300, conc, 'proxy');
+    // Warm-up long enough for V8 to finish optimising both servers: cpuUsage
+    // counts the compiler threads too, and the proxied server has more code.
+    await loadRound(ports.a, warmupMs, conc, 'plain');
+    await loadRound(ports.b, warmupMs, conc, 'proxy');
     const figures = await abRates(rounds, async (side) => {
       const srv = side === 'a' ? plain : proxy;
       const s0 = JSON.parse(await srv.ask('stats'));

@@ -297,3 +297,34 @@ describe(`fuzz: ${FUZZ} headers, random and mutated valid ones`, () => {
     console.log(`fuzz seed ${seed}: ${FUZZ} headers`, counts);
   });
 });
+
+describe('trusted CIDRs', () => {
+  it('match by prefix bits, IPv4 also as v4-mapped, compared with net.BlockList on random addresses', async () => {
+    const { trustedMatcher } = await import('../src/proxy-protocol/cidr');
+    const net = await import('node:net');
+    const invalid = (m: string) => new Error(m);
+    const cidrs = ['127.0.0.1', '10.0.0.0/8', '192.0.2.128/25', '198.51.100.7/31', '2001:db8::/33', '::1', 'fe80::/10', '0.0.0.0/0'];
+    for (const cidr of cidrs) {
+      const match = trustedMatcher([cidr], invalid);
+      const [addr, bits] = cidr.split('/');
+      const v4 = net.isIPv4(addr);
+      const bl = new net.BlockList();
+      bl.addSubnet(addr, bits === undefined ? (v4 ? 32 : 128) : Number(bits), v4 ? 'ipv4' : 'ipv6');
+      const rand = rng(cidrs.indexOf(cidr) + 1);
+      const byte = () => Math.floor(rand() * 256);
+      const near = (a: string) => a.replace(/\d+$/, () => String(byte())); // same /24 often, to hit prefix edges
+      for (let i = 0; i < 2000; i++) {
+        const a = i % 3 === 0 ? `${byte()}.${byte()}.${byte()}.${byte()}` : i % 3 === 1 && v4 ? near(addr) : formatIPv6(Uint8Array.from({ length: 16 }, (_, k) => (k < 4 && !v4 ? (parseIPv6(addr)![k] ^ (rand() < 0.5 ? 0 : 1 << Math.floor(rand() * 8))) : byte())));
+        const family = net.isIPv4(a) ? 'ipv4' : 'ipv6';
+        expect(match(a), `${a} in ${cidr}`).toBe(bl.check(a, family));
+        if (family === 'ipv4') expect(match(`::ffff:${a}`), `::ffff:${a} in ${cidr}`).toBe(bl.check(a, 'ipv4'));
+      }
+    }
+  });
+  it('refuses what is not a CIDR', async () => {
+    const { trustedMatcher } = await import('../src/proxy-protocol/cidr');
+    for (const bad of [[], ['10.0.0.0/33'], ['::/129'], ['10.0.0.0/8/1'], ['10.0.0.0/-1'], ['010.0.0.0/8'], ['host.example'], [42]]) {
+      expect(() => trustedMatcher(bad, (m) => new Error(m)), JSON.stringify(bad)).toThrow();
+    }
+  });
+});

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import type { AddressFamily, LookupResult, PeerAddress } from '../lookup';
-import { parseIPv4, parseIPv6, unmapped } from './address';
+import { trustedMatcher } from './cidr';
 import type { ProxyHeader, ProxyRefusal } from './parse';
 import { parseProxyHeader, V2_MAX_BYTES } from './parse';
 import { setProxyResult } from './registry';
@@ -114,25 +114,6 @@ function invalidArg(name: string, message: string): TypeError {
   return Object.assign(new TypeError(`The "${name}" option ${message}`), { code: 'ERR_INVALID_ARG_VALUE' });
 }
 
-function trustedList(trusted: unknown): net.BlockList {
-  if (!Array.isArray(trusted) || trusted.length === 0) {
-    throw invalidArg('trusted', "is required: a non-empty array of CIDRs (the balancers' addresses)");
-  }
-  const list = new net.BlockList();
-  for (const entry of trusted) {
-    const [addr, bits, extra] = typeof entry === 'string' ? entry.split('/') : [];
-    const v4 = addr !== undefined && parseIPv4(addr) !== undefined;
-    const v6 = !v4 && addr !== undefined && parseIPv6(addr) !== undefined;
-    const max = v4 ? 32 : 128;
-    const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
-    if ((!v4 && !v6) || extra !== undefined || prefix < 0 || prefix > max) {
-      throw invalidArg('trusted', `has ${JSON.stringify(entry)}, not an IPv4/IPv6 address or CIDR`);
-    }
-    list.addSubnet(addr, prefix, v4 ? 'ipv4' : 'ipv6');
-  }
-  return list;
-}
-
 function positiveInt(name: string, value: unknown, fallback: number, min: number, max: number): number {
   if (value === undefined) return fallback;
   if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
@@ -151,7 +132,7 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
     throw Object.assign(new TypeError('The "server" argument must be a net.Server (net, tls, http, https, http2)'), { code: 'ERR_INVALID_ARG_TYPE' });
   }
   if (typeof options !== 'object' || options === null) throw invalidArg('options', 'must be an object with "trusted"');
-  const trusted = trustedList(options.trusted);
+  const trusted = trustedMatcher(options.trusted, (message) => invalidArg('trusted', message));
   const mode = options.mode ?? 'required';
   if (mode !== 'required' && mode !== 'optional') throw invalidArg('mode', "must be 'required' or 'optional'");
   const timeoutMs = positiveInt('timeoutMs', options.timeoutMs, 3000, 1, 2 ** 31 - 1);
@@ -183,8 +164,7 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
       refuse(socket, 'closed', 'the peer reset the connection before the header was read');
       return;
     }
-    const bare = unmapped(peer);
-    if (!trusted.check(bare, net.isIPv4(bare) ? 'ipv4' : 'ipv6')) {
+    if (!trusted(peer)) {
       if (mode === 'optional') {
         handle.count('untrustedPassed');
         pass(socket);

@@ -89,8 +89,3 @@ export function formatIPv6(b: Uint8Array, at = 0): string {
   if (bestBase !== -1 && bestBase + bestLen === 8) out += ':';
   return out;
 }
-
-/** '::ffff:a.b.c.d' -> 'a.b.c.d'; anything else unchanged. */
-export function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
-}
