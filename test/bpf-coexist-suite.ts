@@ -41,6 +41,11 @@ export function coexistSuite(tag: string) {
 
     beforeAll(async () => {
       requireRoot();
+      // the guests' kernels cannot autoload modules (no modprobe where the
+      // kernel looks for it): load what iptables-legacy needs; built in on
+      // the host, where modprobe has nothing to do. A table that still
+      // cannot be made fails the case loudly.
+      spawnSync('modprobe', ['-a', 'ip_tables', 'iptable_filter', 'xt_tcpudp'], { stdio: 'ignore' });
       bin = sockoptCases();
       box = new Sandbox(tag);
       bare = `${box.cgroup}-bare`;

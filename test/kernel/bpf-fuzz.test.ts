@@ -1,4 +1,6 @@
-// Hostile TCP options against the eBPF parser on this guest's kernel.
-import { fuzzSuite } from '../bpf-suites';
+// Hostile TCP options against the eBPF parser on this guest's kernel, through
+// the backend-parameterised runner (test/spec/fuzz.ts).
+import { fuzzSuite } from '../spec/fuzz';
+import { bpfFuzzBackend } from '../bpf-support';
 
-fuzzSuite('k-fuzz', Number(process.env.TOA_BPF_FUZZ_N ?? 3000));
+fuzzSuite(bpfFuzzBackend('k-fuzz'), { n: Number(process.env.TOA_BPF_FUZZ_N ?? 3000), seed: 0x70b });

@@ -11,18 +11,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer, toaOption } from '../support/lb/index.mjs';
 import { CLIENT_V4, startServer } from '../spec/behaviour';
+import { netstat } from '../spec/kmod';
 import { bpfBackend } from '../bpf-support';
 import { counterDelta } from '../bpf-suites';
-
-function netstat(name: string): number {
-  const lines = fs.readFileSync('/proc/net/netstat', 'utf8').split('\n');
-  for (let i = 0; i + 1 < lines.length; i += 2) {
-    const keys = lines[i].split(/\s+/);
-    const k = keys.indexOf(name);
-    if (k > 0) return Number(lines[i + 1].split(/\s+/)[k]);
-  }
-  throw new Error(`no ${name} in /proc/net/netstat`);
-}
 
 describe('eBPF, kind 254 in a TFO SYN', () => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
