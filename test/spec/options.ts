@@ -11,7 +11,7 @@ export interface Kinds {
 }
 
 export type Parsed =
-  | { result: 'found'; kind: number; family: 4 | 6; address: string; port: number }
+  | { result: 'found'; kind: number; family: 4 | 6; address: string; port: number; bogus?: true }
   | { result: 'none' }
   | { result: 'malformed' };
 
@@ -32,6 +32,20 @@ function v6String(b: Uint8Array): string {
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
+/**
+ * An address no client can have, which no backend adopts (the connection
+ * then looks like one without TOA): unspecified, loopback, multicast,
+ * limited broadcast, and v4-mapped unspecified / loopback.
+ */
+export function bogusAddress(a: Uint8Array): boolean {
+  if (a.length === 4) return a.every((b) => b === 0) || a[0] === 127 || (a[0] & 0xf0) === 0xe0 || a.every((b) => b === 255);
+  if (a[0] === 0xff) return true;
+  const zeros10 = a.subarray(0, 10).every((b) => b === 0);
+  if (zeros10 && a[10] === 0 && a[11] === 0) return a.subarray(12, 15).every((b) => b === 0) && a[15] <= 1;
+  if (zeros10 && a[10] === 0xff && a[11] === 0xff) return a[12] === 127 || a.subarray(12).every((b) => b === 0);
+  return false;
+}
+
 /** `syn`: the options are a SYN's (kind 254 / 0xF989 is then a TFO cookie). */
 export function parseOptions(opt: Uint8Array, kinds: Kinds, syn = false): Parsed {
   let i = 0;
@@ -49,6 +63,7 @@ export function parseOptions(opt: Uint8Array, kinds: Kinds, syn = false): Parsed
         result: 'found', kind, family: 4,
         port: (opt[i + 2] << 8) | opt[i + 3],
         address: Array.from(opt.subarray(i + 4, i + 8)).join('.'),
+        ...(bogusAddress(opt.subarray(i + 4, i + 8)) ? { bogus: true as const } : {}),
       };
     }
     if (len === 20 && kinds.v6.includes(kind)) {
@@ -56,6 +71,7 @@ export function parseOptions(opt: Uint8Array, kinds: Kinds, syn = false): Parsed
         result: 'found', kind, family: 6,
         port: (opt[i + 2] << 8) | opt[i + 3],
         address: v6String(opt.subarray(i + 4, i + 20)),
+        ...(bogusAddress(opt.subarray(i + 4, i + 20)) ? { bogus: true as const } : {}),
       };
     }
     i += len;
