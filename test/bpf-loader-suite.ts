@@ -7,13 +7,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from './support/lb/index.mjs';
 import { Sandbox, bpfObject, requireRoot } from './bpf-support';
+import { NodeServer } from './bpf-suites';
 import { attach, cgroup2Root, detach, status } from '../src/bpf/index';
 import { withLoader } from '../src/bpf/loader';
 
@@ -49,46 +49,6 @@ function makeOrphans(bpffs: string, cgroup: string): void {
     execFileSync('bpftool', ['cgroup', 'attach', cgroup, type, 'pinned', `${dir}/progs/${pin}`, 'multi']);
   }
   fs.rmSync(dir, { recursive: true, force: true });
-}
-
-/** A Node server child in a cgroup that keeps every connection and reports getpeername now. */
-class Server {
-  private lines: string[] = [];
-  private constructor(readonly proc: ReturnType<typeof spawn>) {
-    createInterface({ input: proc.stdout! }).on('line', (l) => this.lines.push(l));
-  }
-
-  static async start(cgroup: string) {
-    const script = `
-      const net = require('node:net');
-      const socks = [];
-      const srv = net.createServer((s) => { socks.push(s); s.on('error', () => {}); });
-      srv.listen({ host: '::', port: 0 }, () => console.log(JSON.stringify({ port: srv.address().port })));
-      require('node:readline').createInterface({ input: process.stdin }).on('line', () => {
-        console.log(JSON.stringify(socks.map((s) => { const p = {}; s._handle.getpeername(p); return [p.address, p.port]; })));
-      });`;
-    const proc = spawn('sh', ['-c', `echo $$ > '${path.join(cgroup, 'cgroup.procs')}' && exec "${process.execPath}" -e "$0"`, script],
-      { stdio: ['pipe', 'pipe', 'inherit'] });
-    const s = new Server(proc);
-    return { s, port: (JSON.parse(await s.next()) as { port: number }).port };
-  }
-
-  async next(): Promise<string> {
-    for (let i = 0; !this.lines.length; i++) {
-      if (i > 500 || this.proc.exitCode !== null) throw new Error('server silent');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return this.lines.shift()!;
-  }
-
-  async peers(): Promise<Array<[string, number]>> {
-    this.proc.stdin!.write('peers\n');
-    return JSON.parse(await this.next());
-  }
-
-  stop() {
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
-  }
 }
 
 export function loaderSuite(tag: string) {
@@ -137,7 +97,7 @@ export function loaderSuite(tag: string) {
       const attachMs = Date.now() - t;
       expect(first.action).toBe('loaded');
       const before = await attached(box.cgroup);
-      const { s, port } = await Server.start(box.cgroup);
+      const { srv: s, port } = await NodeServer.start(box.cgroup);
       stops.push(() => s.stop());
       const toa = { kind: 200, address: CLIENT, port: 4321 };
       const live = [];
@@ -166,11 +126,7 @@ export function loaderSuite(tag: string) {
         expect(after[name][0]).not.toBe(before[name][0]);
       }
       expect(up.attachments.map((a) => a.id).sort()).toEqual(Object.values(after).flat().sort());
-      let peers = await s.peers();
-      for (let i = 0; peers.length < 3 + during && i < 100; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-        peers = await s.peers();
-      }
+      const peers = await s.peers(3 + during);
       const lost = peers.filter(([a, p]) => a !== `::ffff:${CLIENT}` || p !== 4321);
       console.log(`bpf upgrade on ${os.release()}: attach ${attachMs} ms, upgrade ${upgradeMs} ms; `
         + `${during} connections made during the upgrade, ${lost.length} of ${peers.length} without their TOA`);
@@ -273,12 +229,10 @@ export function loaderSuite(tag: string) {
       expect(now.toa_getsockopt).toEqual([]);
       expect(Object.values(now).flat()).toHaveLength(3);
       expect((await status({ pinDir: box.pinDir })).cgroups).toEqual([box.cgroup]);
-      const { s, port } = await Server.start(box.cgroup);
+      const { srv: s, port } = await NodeServer.start(box.cgroup);
       stops.push(() => s.stop());
       const c = await lb.connect({ port, family: 4, toa: { kind: 200, address: CLIENT, port: 4321 }, placement: 'ack' });
-      let peers = await s.peers();
-      for (let i = 0; !peers.length && i < 100; i++) peers = await s.peers();
-      expect(peers).toEqual([[`::ffff:${CLIENT}`, 4321]]);
+      expect(await s.peers(1)).toEqual([[`::ffff:${CLIENT}`, 4321]]);
       await c.close().catch(() => undefined);
       s.stop();
       expect(await detach({ pinDir: box.pinDir })).toBe(true);

@@ -198,7 +198,7 @@ function progExists(id: number): boolean {
  * child process inside a cgroup. It keeps every accepted socket and answers
  * "obs N" with what getpeername (uncached) and the addon report right now.
  */
-class NodeServer {
+export class NodeServer {
   private lines: string[] = [];
   private constructor(private proc: ReturnType<typeof spawn>) {
     createInterface({ input: proc.stdout! }).on('line', (l) => this.lines.push(l));
@@ -248,6 +248,23 @@ class NodeServer {
       await new Promise((res) => setTimeout(res, 50));
     }
     throw new Error(`connection ${i} never accepted`);
+  }
+
+  /** connections accepted so far */
+  async accepted(): Promise<number> {
+    this.proc.stdin!.write('obs -1\n');
+    return (JSON.parse(await this.next()) as { accepted: number }).accepted;
+  }
+
+  /** getpeername of every connection now, once `n` were accepted (bounded wait) */
+  async peers(n: number): Promise<Array<[string, number]>> {
+    for (let i = 0; (await this.accepted()) < n && i < 200; i++) await new Promise((r) => setTimeout(r, 50));
+    const out: Array<[string, number]> = [];
+    for (let i = 0; i < n; i++) {
+      const { peer } = await this.obs(i);
+      out.push([peer.address, peer.port]);
+    }
+    return out;
   }
 
   stop() {
