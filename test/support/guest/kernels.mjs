@@ -97,13 +97,23 @@ function pidAlive(pid) {
  */
 export async function acquireLock(file, { onWait = () => {}, pollMs = 500, deadline = Infinity } = {}) {
   fs.mkdirSync(path.dirname(file), { recursive: true });
-  for (let waited = false; ;) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
-      break;
-    } catch (e) {
-      if (e.code !== 'EEXIST') throw e;
-      const owner = Number(fs.readFileSync(file, 'utf8')) || 0;
+  // Waiters queue up (a ticket each in <file>.queue, oldest first): the
+  // guest slot goes round in arrival order instead of to whoever polls first.
+  const queue = `${file}.queue`;
+  let ticket = null;
+  try {
+    for (let waited = false; ;) {
+      const first = firstInQueue(queue);
+      if (ticket ? first === path.basename(ticket) : first === null) {
+        try {
+          fs.writeFileSync(file, String(process.pid), { flag: 'wx' });
+          break;
+        } catch (e) {
+          if (e.code !== 'EEXIST') throw e;
+        }
+      }
+      let owner = 0;
+      try { owner = Number(fs.readFileSync(file, 'utf8')) || 0; } catch { /* released meanwhile */ }
       if (owner && !pidAlive(owner)) {
         fs.rmSync(file, { force: true });
         continue;
@@ -113,15 +123,37 @@ export async function acquireLock(file, { onWait = () => {}, pollMs = 500, deadl
         err.owner = owner;
         throw err;
       }
+      if (!ticket) {
+        fs.mkdirSync(queue, { recursive: true });
+        ticket = path.join(queue, `${String(Date.now()).padStart(15, '0')}-${process.pid}`);
+        fs.writeFileSync(ticket, '');
+      }
       if (!waited) onWait(owner);
       waited = true;
       await new Promise((r) => setTimeout(r, pollMs));
     }
+  } finally {
+    if (ticket) fs.rmSync(ticket, { force: true });
   }
   // Only our own lock: a holder presumed dead may have been replaced.
   return () => {
     if (fs.existsSync(file) && fs.readFileSync(file, 'utf8') === String(process.pid)) fs.rmSync(file, { force: true });
   };
+}
+
+/** The oldest ticket of a live waiter in `queue` (dead waiters' tickets are dropped), or null. */
+function firstInQueue(queue) {
+  let names;
+  try {
+    names = fs.readdirSync(queue).sort();
+  } catch {
+    return null;
+  }
+  for (const n of names) {
+    if (pidAlive(Number(n.split('-')[1]))) return n;
+    fs.rmSync(path.join(queue, n), { force: true });
+  }
+  return null;
 }
 
 /** Runs `fn` holding a lock file (see acquireLock). */
