@@ -194,10 +194,12 @@ static __always_inline enum toa_parse find_toa(struct bpf_sock_ops *skops,
 		    !(len == TCPOLEN_TOA6 && kind_in(cfg, 1, kind)))
 			continue;
 		/*
-		 * In a SYN, kind 254 with ExID 0xF989 is the TFO cookie the
-		 * kernel takes it for (tcp_parse_options), whatever its length;
-		 * in any other segment those two bytes are a TOA port of 63881.
-		 * The SYN is the completing segment only with TCP Fast Open.
+		 * In a SYN, kind 254 with ExID 0xF989 is a TFO option to the
+		 * kernel (tcp_parse_options -> tcp_parse_fastopen_option, which
+		 * ignores it in any segment but a SYN or SYN-ACK), at either TOA
+		 * length (cookies of 4 and 16 bytes); in any other segment those
+		 * two bytes are a TOA port of 63881. The SYN is the completing
+		 * segment only with TCP Fast Open.
 		 */
 		if (kind == TCPOPT_EXP && th->syn) {
 			if (p + 4 > end)
