@@ -201,6 +201,21 @@ describe('any split of the bytes', () => {
 });
 
 describe('addresses', () => {
+  it('IPv6 round trip and Node formatting on 3,000 random addresses with zero runs', async () => {
+    const net = await import('node:net');
+    const rand = rng(7);
+    for (let i = 0; i < 3000; i++) {
+      const b = new Uint8Array(16);
+      // zero runs of random place and length, so every compression case occurs
+      for (let w = 0; w < 8; w++) if (rand() < 0.45) { b[2 * w] = Math.floor(rand() * 256); b[2 * w + 1] = Math.floor(rand() * 256); }
+      if (i % 5 === 0) { b.fill(0, 0, 10); b[10] = 0xff; b[11] = 0xff; }
+      const text = formatIPv6(b);
+      expect(parseIPv6(text), text).toEqual(b);
+      expect(parseIPv6(text.toUpperCase()), text).toEqual(b);
+      expect(text).toBe(new net.SocketAddress({ address: text, family: 'ipv6' }).address);
+    }
+  });
+
   it('formats IPv6 exactly like Node (libuv inet_ntop)', async () => {
     const net = await import('node:net');
     const cases = ['::', '::1', '::2', '1::', '2001:db8::', '::ffff:1.2.3.4', '::1.2.3.4', '::ffff:0:1.2.3.4', '1:0:0:2:0:0:0:3', '1:0:0:2:0:0:3:4',
