@@ -487,18 +487,20 @@ int toa_peername6(struct bpf_sock_addr *ctx)
  * at most a page of the caller's buffer, and ctx->optlen is the caller's
  * length (failed call) or the length the kernel wrote back (success), which
  * may exceed that view: an iptables table dump, a buffer over 4 KiB, or a
- * size probe whose answer is larger than the buffer. Every kernel up to 6.4
- * (kernel/bpf/cgroup.c) then fails the call with EFAULT, and 6.5+ (plus the
- * 5.15.y/6.1.y backports of 29ebbba7d461) still do when the caller's length
- * was under a page. optlen 0 tells every kernel to copy nothing back, so the
- * caller keeps what the kernel wrote. Only then: an earlier program of the
- * same cgroup may have answered, and its answer must stand.
+ * size probe whose answer is larger than the buffer. The kernel then fails
+ * the call with EFAULT (kernel/bpf/cgroup.c: always in Debian's 5.10.262;
+ * 6.1.192, with the backport of 29ebbba7d461 from 6.5, still when the
+ * caller's length was under a page). optlen 0 makes every kernel copy
+ * nothing back, so the caller keeps what the kernel wrote. Only then: an
+ * earlier program of the same cgroup may have answered, and its answer
+ * must stand.
  */
 static __always_inline int pass(struct bpf_sockopt *ctx)
 {
 	__u8 *buf = ctx->optval, *end = ctx->optval_end;
+	__u32 len = ctx->optlen;	/* a negative optlen becomes huge */
 
-	if (ctx->optlen < 0 || ctx->optlen > end - buf)
+	if (len > 0xffff || buf + len > end)
 		ctx->optlen = 0;
 	return 1;
 }

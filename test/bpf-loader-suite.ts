@@ -198,6 +198,28 @@ export function loaderSuite(tag: string) {
       expect(r.code).toBe(0);
     }, 60000);
 
+    it('CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON are enough (no CAP_SYS_ADMIN); without CAP_PERFMON a clear refusal', async () => {
+      const pinDir = path.join(privateBpffs(), 'node-toa');
+      // uid 0 keeps file access; the bounding set leaves it these capabilities
+      const withCaps = (set: string) => (args: string[]) => {
+        const r = spawnSync('setpriv', [`--inh-caps=-all,${set}`, `--bounding-set=-all,${set}`, '--', process.execPath, CLI, ...args],
+          { encoding: 'utf8', timeout: 60000 });
+        return { code: r.status, out: r.stdout, err: r.stderr };
+      };
+      const attachArgs = ['bpf', 'attach', '--pin-dir', pinDir, '--cgroup', box.cgroup, '--trusted', '192.0.2.0/24', '--object', bpfObject()];
+      let r = withCaps('+bpf,+net_admin')(attachArgs);
+      expect([r.code, r.err]).toEqual([4, expect.stringMatching(/permission denied: attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON/)]);
+      const run = withCaps('+bpf,+net_admin,+perfmon');
+      r = run(attachArgs);
+      expect([r.code, r.err]).toEqual([0, '']);
+      expect(Object.values(await attached(box.cgroup)).flat()).toHaveLength(4);
+      r = run(['bpf', 'status', '--pin-dir', pinDir]);
+      expect(r.code).toBe(0);
+      r = run(['bpf', 'detach', '--pin-dir', pinDir]);
+      expect([r.code, r.out]).toEqual([0, 'detached\n']);
+      expect(Object.values(await attached(box.cgroup)).flat()).toEqual([]);
+    }, 60000);
+
     it('at the cgroup root: refused without --trusted, --trust-any warns', async () => {
       // a cgroup namespace whose root is the test's cgroup: "the root" here
       const pinDir = path.join(privateBpffs(), 'node-toa');

@@ -32,30 +32,30 @@ static size_t loglen;
 
 static int collect(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	char line[4096];
+	va_list again;
+	size_t keep;
+	char *p;
 	int n;
 
 	(void)level;
-	n = vsnprintf(line, sizeof(line), fmt, ap);
+	/* one message can be the verifier's whole log: size it first */
+	va_copy(again, ap);
+	n = vsnprintf(NULL, 0, fmt, again);
+	va_end(again);
 	if (n <= 0)
 		return 0;
-	if ((size_t)n >= sizeof(line))
-		n = sizeof(line) - 1;
-	/* bounded: a verifier log can run to megabytes, its end matters most */
-	if (loglen + n > (1 << 20)) {
-		memmove(logbuf, logbuf + loglen / 2, loglen - loglen / 2);
-		loglen -= loglen / 2;
-	}
-	{
-		char *p = realloc(logbuf, loglen + n + 1);
-
-		if (!p)
-			return 0;
-		logbuf = p;
-	}
-	memcpy(logbuf + loglen, line, n);
+	p = realloc(logbuf, loglen + n + 1);
+	if (!p)
+		return 0;
+	logbuf = p;
+	vsnprintf(logbuf + loglen, n + 1, fmt, ap);
 	loglen += n;
-	logbuf[loglen] = 0;
+	/* bounded: a verifier log can run to megabytes, its end matters most */
+	if (loglen > (4u << 20)) {
+		keep = 2u << 20;
+		memmove(logbuf, logbuf + loglen - keep, keep + 1);
+		loglen = keep;
+	}
 	return 0;
 }
 

@@ -199,6 +199,7 @@ export function defaultObject(): string {
 // Capability bits (linux/capability.h)
 const CAP_NET_ADMIN = 12n;
 const CAP_SYS_ADMIN = 21n;
+const CAP_PERFMON = 38n;
 const CAP_BPF = 39n;
 
 function effectiveCaps(): bigint {
@@ -208,12 +209,23 @@ function effectiveCaps(): bigint {
 
 const hasCap = (caps: bigint, cap: bigint) => ((caps >> cap) & 1n) === 1n;
 
-/** Not uid 0 but the capabilities: a service with AmbientCapabilities= is fine. */
+/**
+ * Not uid 0 but the capabilities: a service with AmbientCapabilities= is
+ * fine. CAP_PERFMON: the option parser's packet-pointer arithmetic is
+ * refused without it ("pointer arithmetic with it prohibited for !root").
+ */
 function requireCaps(what: string): void {
   const caps = effectiveCaps();
-  if (hasCap(caps, CAP_SYS_ADMIN) || (hasCap(caps, CAP_BPF) && hasCap(caps, CAP_NET_ADMIN))) return;
+  if (hasCap(caps, CAP_SYS_ADMIN) || [CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON].every((c) => hasCap(caps, c))) return;
   throw new BpfError('ERR_TOA_BPF_PERMISSION_DENIED',
-    `permission denied: ${what} needs CAP_BPF and CAP_NET_ADMIN (or CAP_SYS_ADMIN): run it as root`);
+    `permission denied: ${what} needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or CAP_SYS_ADMIN): run it as root`);
+}
+
+/** The verifier's last words: the end of the last program log libbpf printed, else the end of it all. */
+function verifierTail(log: string): string {
+  const lines = log.trim().split('\n');
+  const end = lines.map((l) => l.includes('-- END PROG LOAD LOG --')).lastIndexOf(true);
+  return (end > 0 ? lines.slice(Math.max(0, end - 30), end + 1) : lines.slice(-40)).join('\n');
 }
 
 function denied(e: unknown): boolean {
@@ -516,10 +528,10 @@ async function loadObject(c: Ctx, object: string): Promise<string> {
     // EACCES here is the verifier's refusal (an invalid access), not a right missing
     if (err.code === 'EPERM') wrap(e, 'ERR_TOA_BPF_LOADER', 'load');
     const log = err.log ?? '';
-    const incompatible = /couldn't reuse pinned map|pinned map/i.test(log);
+    const incompatible = /couldn't reuse pinned map/.test(log);
     throw new BpfError('ERR_TOA_BPF_LOAD', incompatible
       ? `the maps pinned under ${c.pinDir} do not fit ${object} (its map layout changed): detach, then attach (open connections lose their TOA)`
-      : `the kernel refused the programs in ${object} (${err.code}; ${btfNote()}); libbpf and the verifier said:\n${log.trim().split('\n').slice(-60).join('\n')}`,
+      : `the kernel refused the programs in ${object} (${err.code}; ${btfNote()}); libbpf and the verifier said:\n${verifierTail(log)}`,
     log);
   }
   return h;
@@ -718,7 +730,7 @@ const USAGE = `usage: node-toa bpf <command> [options]
            options, plus --unit-dir DIR (default /etc/systemd/system), --no-enable
 
   common:  --pin-dir DIR (default ${DEFAULT_PIN_DIR})
-Needs CAP_BPF + CAP_NET_ADMIN (or root), Linux >= 5.10 with BTF, cgroup v2.
+Needs root (or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON), Linux >= 5.10 with BTF, cgroup v2.
 Exit codes: 0 ok, 1 failed, 2 usage, 3 status: not attached, 4 permission denied.`;
 
 const VALUE_FLAGS = new Set(['--cgroup', '--ipv4-kinds', '--ipv6-kinds', '--trusted', '--ports', '--object', '--pin-dir', '--unit-dir']);
@@ -752,7 +764,7 @@ function str(flags: Map<string, string | true>, name: string): string | undefine
 }
 
 function formatStatus(s: BpfStatus): string {
-  if (s.access === 'denied') return `permission denied: cannot read the pins under ${s.pinDir} (run as root, or with CAP_BPF)`;
+  if (s.access === 'denied') return `permission denied: cannot read the pins under ${s.pinDir} (run as root)`;
   const orphanLines = s.orphans.map((a) => `orphan     ${a.cgroup} ${a.program} (program ${a.id}, attached without a link: "detach" removes it)`);
   if (!s.loaded && !s.attachments.length) return [`not attached (no pins under ${s.pinDir})`, ...orphanLines].join('\n');
   const lines = [`pins       ${s.pinDir}${s.loaded ? '' : ' (incomplete)'}`, `kernel     ${s.kernel}`];
