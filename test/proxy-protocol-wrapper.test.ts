@@ -404,3 +404,26 @@ describe('concurrency: hostile connections never stall the others, the server ne
     expect(handle.pending).toBe(0);
   });
 });
+
+describe('composition', () => {
+  it("a net.Server.prototype.emit wrapper installed after wrapping (as node-toa/register's capture) sees 'connection' once, after the header", async () => {
+    const server = net.createServer((socket) => socket.end('ok'));
+    acceptProxyProtocol(server, TRUSTED);
+    const port = await listen(server, '127.0.0.1');
+    const proto = net.Server.prototype as unknown as { emit: (...a: unknown[]) => boolean };
+    const original = proto.emit;
+    const seen: (string | undefined)[] = [];
+    proto.emit = function (this: net.Server, ...args: unknown[]) {
+      if (args[0] === 'connection') seen.push((args[1] as net.Socket).realRemoteAddress);
+      return original.apply(this, args);
+    };
+    try {
+      const c = rawClient(port, v2Header);
+      c.resume();
+      await once(c, 'close');
+    } finally {
+      proto.emit = original;
+    }
+    expect(seen).toEqual([CLIENT.address]);
+  });
+});

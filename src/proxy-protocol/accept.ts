@@ -150,7 +150,10 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
     else delete (s as { emit?: Emit }).emit;
     s[kWrapped] = false;
   });
-  const pass = (socket: net.Socket): void => { originalEmit.call(server, 'connection', socket); };
+  // Looked up per call, not kept: node-toa/register (or anything else) may
+  // wrap net.Server.prototype.emit after this server was wrapped.
+  const baseEmit = (): Emit => (hadOwnEmit ? originalEmit : (Object.getPrototypeOf(s) as { emit: Emit }).emit);
+  const pass = (socket: net.Socket): void => { baseEmit().call(server, 'connection', socket); };
   const refuse = (socket: net.Socket, reason: keyof ProxyProtocolCounters, message: string): void => {
     handle.count(reason);
     const remoteAddress = socket.remoteAddress;
@@ -248,7 +251,7 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
       onConnection(args[0]);
       return true;
     }
-    return originalEmit.call(this, event, ...args);
+    return baseEmit().call(this, event, ...args);
   };
   s[kWrapped] = true;
   return handle;
