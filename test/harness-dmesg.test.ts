@@ -117,6 +117,10 @@ describe('guest kernel log reports (dmesg.mjs)', () => {
     const other = guestReports({ dmesg, nonce: 'ffffff' });
     expect(other.selftest).toBe(null);
     expect(other.reports).toHaveLength(2);
+    // the console's copy, behind a terminal escape vitest left on the line
+    const consoleText = `\u001b[?25h${ts(selftestRun, 40)}`;
+    expect(guestReports({ dmesg, consoleText, nonce }).reports).toEqual([]);
+    expect(guestReports({ consoleText, nonce }).selftest).toHaveLength(2);
     // a report before the markers still fails the run
     const before = guestReports({ dmesg: ts([...LOCKDEP, ...selftestRun]), nonce });
     expect(before.reports.map((r: { kind: string }) => r.kind)).toEqual(['lockdep']);

@@ -9,6 +9,9 @@
 // (CONFIG_PRINTK_TIME is set in every Debian kernel); dmesg's "<4>" level
 // prefix and a console's carriage returns are dropped.
 const KERNEL_LINE = /^(?:<\d>)?\[\s*\d+\.\d+\]\s?(.*?)\r?$/;
+// On the console, user space may have left a partial line (a terminal
+// escape, say) in front of the kernel's.
+const CONSOLE_KERNEL_LINE = /\[\s*\d+\.\d{6}\]\s?(.*?)\r?$/;
 
 /** The start of a report: any line matching one of these (the first that matches names it). */
 export const TROUBLE = [
@@ -43,7 +46,7 @@ const MAX_REPORT_LINES = 60;
 export function kernelLines(text, { consoleText = false } = {}) {
   const out = [];
   for (const raw of String(text ?? '').split('\n')) {
-    const m = KERNEL_LINE.exec(raw);
+    const m = (consoleText ? CONSOLE_KERNEL_LINE : KERNEL_LINE).exec(raw);
     if (m) out.push(m[1]);
     // dmesg's own output has no other lines; a console interleaves user space
     else if (!consoleText && raw.trim()) out.push(raw.replace(/\r$/, ''));
@@ -109,7 +112,12 @@ export function guestReports({ dmesg = '', consoleText = '', nonce = '' }) {
   let selftest = null;
   for (const lines of [kernelLines(dmesg), kernelLines(consoleText, { consoleText: true })]) {
     const split = splitSelftest(lines, nonce);
-    if (split.selftest && !selftest) selftest = findReports(split.selftest);
+    if (split.selftest) {
+      const own = findReports(split.selftest);
+      selftest ??= own;
+      // the same reports in the other source are the self-test's too
+      for (const r of own) seen.add(r.headline);
+    }
     for (const r of findReports(split.rest)) {
       if (seen.has(r.headline)) continue;
       seen.add(r.headline);
