@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
@@ -139,6 +139,21 @@ export function loaderSuite(tag: string) {
       expect(again.action).toBe('configured');
       expect(await attached(box.cgroup)).toEqual(after);
     }, 120000);
+
+    it('concurrent attach runs queue on one lock: one set of programs, every run succeeds', async () => {
+      const pinDir = path.join(privateBpffs(), 'node-toa');
+      const args = ['bpf', 'attach', '--pin-dir', pinDir, '--cgroup', box.cgroup, '--trusted', '192.0.2.0/24', '--object', bpfObject()];
+      const runs = await Promise.all(Array.from({ length: 4 }, () => new Promise<number | null>((resolve) => {
+        const p = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        p.stderr!.on('data', (d) => { err += d; });
+        p.on('exit', (code) => { if (code) console.log(err); resolve(code); });
+      })));
+      expect(runs).toEqual([0, 0, 0, 0]);
+      const now = await attached(box.cgroup);
+      expect(Object.values(now).flat()).toHaveLength(4);
+      expect(cli(['bpf', 'detach', '--pin-dir', pinDir]).code).toBe(0);
+    }, 60000);
 
     it('orphans: status reports programs attached without pins, attach adopts them, detach removes them', async () => {
       await detach({ pinDir: box.pinDir });
