@@ -138,6 +138,7 @@ export function loaderSuite(tag: string) {
       const again = await attach({ cgroup: box.cgroup, pinDir: box.pinDir, object: stamp2 });
       expect(again.action).toBe('configured');
       expect(await attached(box.cgroup)).toEqual(after);
+      expect(await detach({ pinDir: box.pinDir })).toBe(true);
     }, 120000);
 
     it('concurrent attach runs queue on one lock: one set of programs, every run succeeds', async () => {
