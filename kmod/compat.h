@@ -73,10 +73,11 @@
 
 /*
  * Socket destruction: tcp_v4_destroy_sock() fires the tcp_destroy_sock
- * tracepoint (added in 4.16: TP_PROTO(struct sock *sk)) for every TCP
- * socket that reaches inet_csk_destroy_sock(), IPv6 ones too: until 6.2
- * tcp_v6_destroy_sock() calls it, since 6.3 tcpv6_prot.destroy *is*
- * tcp_v4_destroy_sock (read in Debian's 5.10, 6.1 and 6.12 sources). The
+ * tracepoint (TP_PROTO(struct sock *sk)) for every TCP socket that reaches
+ * inet_csk_destroy_sock(), IPv6 ones too: tcpv6_prot.destroy *is*
+ * tcp_v4_destroy_sock in Debian's 5.10.262, 6.1.192 and 6.12.117 sources
+ * (upstream 6.3, backported to stable; before that tcp_v6_destroy_sock()
+ * called it). The
  * tracepoint is found by name (for_each_kernel_tracepoint): its symbol is
  * not exported to modules.
  */

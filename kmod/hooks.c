@@ -22,8 +22,9 @@
  *      the kernel buffer after the kernel filled it (getpeername(), accept()).
  *      The entry handler keeps an instance only for a socket that has an
  *      entry (the lookup starts with the socket's own cookie word), so other
- *      sockets hold none; these functions take lock_sock() (5.16+, and
- *      stable backports) and can sleep there with the instance held, hence
+ *      sockets hold none; these functions take lock_sock() since 5.16
+ *      (Debian's 6.1 and 6.12 do, 5.10 does not) and can sleep there with
+ *      the instance held, hence
  *      a pool sized for many concurrent sleepers (compat.h). Running out only
  *      shows the balancer, counted in probe_missed.
  */
