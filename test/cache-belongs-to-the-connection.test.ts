@@ -10,27 +10,29 @@ import { closeAll, listen, track } from './support/net';
 
 afterEach(closeAll);
 
-async function twoServers(): Promise<[number, number]> {
-  const a = net.createServer((s) => s.end());
-  const b = net.createServer((s) => s.end());
-  return [await listen(a, '127.0.0.1'), await listen(b, '::1')];
-}
-
-async function connectAgain(socket: net.Socket, port: number, host: string): Promise<void> {
-  socket.connect(port, host);
-  await once(socket, 'connect');
-}
-
-it('a reconnected client reports the new peer from the getters and lookup()', async () => {
-  const [portA, portB] = await twoServers();
+/**
+ * One client socket: connected to server A (127.0.0.1), asked there (both the
+ * getters and lookup() cache an answer), closed, then connected to server B
+ * (::1). Resolves with B's port, the socket connected to B.
+ */
+async function reconnected(): Promise<{ c: net.Socket; portB: number }> {
+  const portA = await listen(net.createServer((s) => s.end()), '127.0.0.1');
+  const portB = await listen(net.createServer((s) => s.end()), '::1');
   const c = new net.Socket();
   track({ close: () => c.destroy() });
-  await connectAgain(c, portA, '127.0.0.1');
+  c.connect(portA, '127.0.0.1');
+  await once(c, 'connect');
   expect(c.realRemotePort).toBe(portA);
   expect(lookup(c)).toMatchObject({ address: '127.0.0.1', port: portA });
   c.destroy();
   await once(c, 'close');
-  await connectAgain(c, portB, '::1');
+  c.connect(portB, '::1');
+  await once(c, 'connect');
+  return { c, portB };
+}
+
+it('a reconnected client reports the new peer from the getters and lookup()', async () => {
+  const { c, portB } = await reconnected();
   expect(c.realRemoteAddress).toBe('::1');
   expect(c.realRemotePort).toBe(portB);
   expect(c.realRemoteFamily).toBe('IPv6');
@@ -38,14 +40,7 @@ it('a reconnected client reports the new peer from the getters and lookup()', as
 });
 
 it('a reconnected client destroyed before anyone asked has no answer, not the old one', async () => {
-  const [portA, portB] = await twoServers();
-  const c = new net.Socket();
-  track({ close: () => c.destroy() });
-  await connectAgain(c, portA, '127.0.0.1');
-  expect(c.realRemotePort).toBe(portA);
-  c.destroy();
-  await once(c, 'close');
-  await connectAgain(c, portB, '::1');
+  const { c } = await reconnected();
   c.destroy();
   expect(c.realRemoteAddress).toBeUndefined();
   expect(c.realRemotePort).toBeUndefined();

@@ -2,11 +2,13 @@
 // emulator, toa.ko the provider (the host suite covers the eBPF backend:
 // test/frameworks.test.ts). Fastify's own request.ip shows the TOA client,
 // request.toa says where it came from, and a forged option from a direct
-// client is refused with the configured status.
+// client is refused with the configured status. node-toa/metrics reads the
+// module's counters.
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import fastifyToa from '../../src/fastify';
+import { snapshot } from '../../src/metrics';
 import { kmodBackend } from '../spec/kmod';
 // @ts-expect-error plain ESM helper without types
 import { createLoadBalancer } from '../support/lb/index.mjs';
@@ -61,4 +63,16 @@ it('IPv4, NAT64 and IPv6 clients: request.ip is the client, request.toa names th
 it('a direct client forging an option is refused with 451', async () => {
   const [r] = await lb.craft([{ port, ackOptions: Buffer.from([200, 8, 0x1f, 0x90, 203, 0, 113, 250]), data: 'GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n', keepOpen: true }]);
   expect(r.reply.toString()).toMatch(/^HTTP\/1\.1 451 /);
+});
+
+it('node-toa/metrics: the module\'s counters and this process\'s per-source counts', async () => {
+  const before = await snapshot();
+  expect(before.kernel.provider).toBe('node-toa-kmod');
+  await get({ kind: 200, address: '198.51.100.9', port: 51009 }, 4);
+  const after = await snapshot();
+  expect(after.kernel.counters.syn_recv_sock_toa - before.kernel.counters.syn_recv_sock_toa).toBe(1);
+  expect(after.process.toa - before.process.toa).toBe(1);
+  // The forged option of the test before: ignored by the module, counted here.
+  expect(after.kernel.counters.untrusted).toBeGreaterThanOrEqual(1);
+  expect(after.process.rejected).toBe(1);
 });
