@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from './support/lb/index.mjs';
-import { Sandbox, bpfObject, requireRoot } from './bpf-support';
+import { Sandbox, bpfObject, kernelAtLeast, requireRoot } from './bpf-support';
 import { NodeServer } from './bpf-suites';
 import { attach, cgroup2Root, detach, status } from '../src/bpf/index';
 import { withLoader } from '../src/bpf/loader';
@@ -225,7 +225,9 @@ export function loaderSuite(tag: string) {
       const attachArgs = ['bpf', 'attach', '--pin-dir', pinDir, '--cgroup', box.cgroup, '--trusted', '192.0.2.0/24', '--object', bpfObject()];
       let r = withCaps('+bpf,+net_admin')(attachArgs);
       expect([r.code, r.err]).toEqual([4, expect.stringMatching(/permission denied: attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON/)]);
-      const run = withCaps('+bpf,+net_admin,+perfmon');
+      // before 5.11 maps are charged to RLIMIT_MEMLOCK (kernel/bpf/syscall.c,
+      // -EPERM over it): libbpf raises the limit, which needs CAP_SYS_RESOURCE
+      const run = withCaps(kernelAtLeast(5, 11) ? '+bpf,+net_admin,+perfmon' : '+bpf,+net_admin,+perfmon,+sys_resource');
       r = run(attachArgs);
       expect([r.code, r.err]).toEqual([0, '']);
       expect(Object.values(await attached(box.cgroup)).flat()).toHaveLength(4);

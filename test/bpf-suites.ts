@@ -349,13 +349,17 @@ export function lifecycleSuite(tag: string) {
       // every source trusted: allowed below the root, but said out loud
       expect(r.err).toMatch(/warning: every source is trusted on/);
       expect((await box.status()).config).toEqual({ ipv4Kinds: [200, 254], ipv6Kinds: [253, 254], trusted: [], ports: [] });
-      // a full trie swapped for another full, disjoint one: never over its 1024 entries
-      const full = (tag: number) => Array.from({ length: 1024 }, (_, i) => `2001:db8:${tag}::${i.toString(16)}/128`);
-      await configure({ pinDir: box.pinDir, trusted: full(1) });
-      await configure({ pinDir: box.pinDir, trusted: full(2) });
-      expect((await box.status()).config!.trusted).toHaveLength(1024);
-      expect((await box.status()).config!.trusted).toContain('2001:db8:2::3ff/128');
-      await configure({ pinDir: box.pinDir, trusted: [] });
+      // A full trie swapped for another full, disjoint one: never over its
+      // 1024 entries. Loader logic, not kernel behaviour, and 3000 map
+      // writes take minutes under the guests' TCG: on the host only.
+      if (!process.env.TOA_KERNEL) {
+        const full = (tag: number) => Array.from({ length: 1024 }, (_, i) => `2001:db8:${tag}::${i.toString(16)}/128`);
+        await configure({ pinDir: box.pinDir, trusted: full(1) });
+        await configure({ pinDir: box.pinDir, trusted: full(2) });
+        expect((await box.status()).config!.trusted).toHaveLength(1024);
+        expect((await box.status()).config!.trusted).toContain('2001:db8:2::3ff/128');
+        await configure({ pinDir: box.pinDir, trusted: [] });
+      }
       // attaching the same pins elsewhere is refused, not silently moved
       r = await cli(['attach', '--cgroup', other.cgroup, '--object', bpfObject(), ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_ALREADY_ATTACHED/)]);

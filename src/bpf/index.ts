@@ -526,7 +526,10 @@ async function loadObject(c: Ctx, object: string): Promise<string> {
   } catch (e) {
     const err = e as LoaderError;
     // EACCES here is the verifier's refusal (an invalid access), not a right missing
-    if (err.code === 'EPERM') wrap(e, 'ERR_TOA_BPF_LOADER', 'load');
+    if (err.code === 'EPERM') {
+      throw new BpfError('ERR_TOA_BPF_PERMISSION_DENIED', `permission denied: loading ${object}: ${err.message} (run as root; `
+        + 'before 5.11 the kernel also charges BPF maps to RLIMIT_MEMLOCK: add CAP_SYS_RESOURCE, or LimitMEMLOCK=infinity)', err.log);
+    }
     const log = err.log ?? '';
     const incompatible = /couldn't reuse pinned map/.test(log);
     throw new BpfError('ERR_TOA_BPF_LOAD', incompatible
