@@ -3,7 +3,7 @@
 // systems means one cache and one set of prototype getters, whichever way
 // an application (or its dependencies) loads the package.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,26 +14,41 @@ const require = createRequire(import.meta.url);
 const entries = [['index', 'index'], ['register', 'register'], ['bpf', 'bpf/index'], ['proxy-protocol', 'proxy-protocol/index'],
   ['fastify', 'fastify'], ['express', 'express'], ['koa', 'koa'], ['metrics', 'metrics']];
 
-rmSync(join(root, 'dist'), { recursive: true, force: true });
-execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json')], { stdio: 'inherit' });
-writeFileSync(join(root, 'dist/cjs/package.json'), '{ "type": "commonjs" }\n');
-if (existsSync(join(root, 'dist/cjs/cli.js'))) chmodSync(join(root, 'dist/cjs/cli.js'), 0o755);
+// Built beside dist/ and swapped in at the end: tests, the demo and QEMU
+// guests may be loading dist/ meanwhile, and a compile takes a while.
+const dist = join(root, 'dist');
+const out = join(root, '.cache', `dist-build-${process.pid}`, 'dist');
+rmSync(dirname(out), { recursive: true, force: true });
+try {
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', join(root, 'tsconfig.json'), '--outDir', join(out, 'cjs')], { stdio: 'inherit' });
+  writeFileSync(join(out, 'cjs/package.json'), '{ "type": "commonjs" }\n');
+  if (existsSync(join(out, 'cjs/cli.js'))) chmodSync(join(out, 'cjs/cli.js'), 0o755);
+  writeEsmWrappers();
+  const old = `${dist}.old-${process.pid}`;
+  if (existsSync(dist)) renameSync(dist, old);
+  renameSync(out, dist);
+  rmSync(old, { recursive: true, force: true });
+} finally {
+  rmSync(dirname(out), { recursive: true, force: true });
+}
 
-mkdirSync(join(root, 'dist/esm'), { recursive: true });
-for (const [entry, target] of entries) {
-  const cjsExports = require(join(root, 'dist/cjs', `${target}.js`));
-  const names = Object.keys(cjsExports).filter((n) => n !== '__esModule' && n !== 'default');
-  // A module with its own `export default` (the framework plugins) keeps it
-  // as the ESM default; the others' default is the whole module, as before.
-  const ownDefault = cjsExports.__esModule && 'default' in cjsExports;
-  const js = [
-    `import cjs from '../cjs/${target}.js';`,
-    names.length ? `export const { ${names.join(', ')} } = cjs;` : '',
-    ownDefault ? 'export default cjs.default;' : 'export default cjs;',
-    '',
-  ].filter((line, i) => line || i === 3);
-  writeFileSync(join(root, 'dist/esm', `${entry}.js`), js.join('\n'));
-  writeFileSync(join(root, 'dist/esm', `${entry}.d.ts`), ownDefault
-    ? `export * from '../cjs/${target}.js';\nexport { default } from '../cjs/${target}.js';\n`
-    : `export * from '../cjs/${target}.js';\nimport * as cjs from '../cjs/${target}.js';\nexport default cjs;\n`);
+function writeEsmWrappers() {
+  mkdirSync(join(out, 'esm'), { recursive: true });
+  for (const [entry, target] of entries) {
+    const cjsExports = require(join(out, 'cjs', `${target}.js`));
+    const names = Object.keys(cjsExports).filter((n) => n !== '__esModule' && n !== 'default');
+    // A module with its own `export default` (the framework plugins) keeps it
+    // as the ESM default; the others' default is the whole module, as before.
+    const ownDefault = cjsExports.__esModule && 'default' in cjsExports;
+    const js = [
+      `import cjs from '../cjs/${target}.js';`,
+      names.length ? `export const { ${names.join(', ')} } = cjs;` : '',
+      ownDefault ? 'export default cjs.default;' : 'export default cjs;',
+      '',
+    ].filter((line, i) => line || i === 3);
+    writeFileSync(join(out, 'esm', `${entry}.js`), js.join('\n'));
+    writeFileSync(join(out, 'esm', `${entry}.d.ts`), ownDefault
+      ? `export * from '../cjs/${target}.js';\nexport { default } from '../cjs/${target}.js';\n`
+      : `export * from '../cjs/${target}.js';\nimport * as cjs from '../cjs/${target}.js';\nexport default cjs;\n`);
+  }
 }

@@ -24,10 +24,16 @@ const kInstalled = Symbol.for('node-toa.register');
 
 interface Installed { version: string; root: string }
 
-const self: Installed = {
-  version: (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version,
-  root: packageRoot,
-};
+function ownVersion(): string {
+  // A bundle may carry dist/ without package.json: importing must not fail.
+  try {
+    return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+const self: Installed = { version: ownVersion(), root: packageRoot };
 
 function answer(socket: net.Socket): PeerAddress | undefined {
   const result = resolveAddress(socket);
