@@ -161,6 +161,7 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
     handle.emit('refused', { reason, message, remoteAddress } satisfies ProxyProtocolRefusal);
   };
 
+  const wrap: Wrap = { handle, mode, timeoutMs, maxHeaderBytes, pass, refuse };
   const onConnection = (socket: net.Socket): void => {
     const peer = peerOf(socket);
     if (peer === undefined) {
@@ -177,73 +178,7 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
       }
       return;
     }
-    readHeader(socket, peer);
-  };
-
-  const readHeader = (socket: net.Socket, peer: PeerAddress): void => {
-    handle.pending++;
-    let received: Buffer | undefined;
-    let done = false;
-    const finish = (): void => {
-      done = true;
-      handle.pending--;
-      clearTimeout(timer);
-      socket.removeListener('readable', onReadable);
-      socket.removeListener('end', onEnd);
-      socket.removeListener('error', onError);
-      socket.removeListener('close', onEnd);
-    };
-    const handOn = (rest: Buffer | undefined): void => {
-      finish();
-      // unshift puts the bytes back in front of the stream: whatever reads
-      // the socket next (TLS, the HTTP parser, http2, the application) gets
-      // them first, then the rest of the connection.
-      if (rest?.length) socket.unshift(rest);
-      pass(socket);
-    };
-    const fail = (reason: keyof ProxyProtocolCounters, message: string): void => {
-      finish();
-      refuse(socket, reason, message);
-    };
-    const onReadable = (): void => {
-      let chunk: Buffer | null;
-      while (!done && (chunk = socket.read() as Buffer | null) !== null) {
-        received = received ? Buffer.concat([received, chunk]) : chunk;
-        const r = parseProxyHeader(received, maxHeaderBytes);
-        if (r.status === 'incomplete') continue;
-        if (r.status === 'ok') {
-          setProxyResult(socket, answer(peer, r.header));
-          handle.count(r.header.command === 'PROXY' ? 'proxied' : 'local');
-          handOn(received.length > r.length ? received.subarray(r.length) : undefined);
-        } else if (r.reason === 'not-proxy' && mode === 'optional') {
-          handle.count('noHeader');
-          handOn(received);
-        } else {
-          fail(REFUSAL_COUNTER[r.reason], r.message);
-        }
-      }
-    };
-    const onEnd = (): void => {
-      if (!done) fail('closed', 'the peer closed the connection before the header was complete');
-    };
-    const onError = (err: Error): void => {
-      if (!done) fail('closed', `the connection failed before the header was complete: ${(err as { code?: string }).code ?? err.message}`);
-    };
-    const onTimeout = (): void => {
-      if (done) return;
-      if (mode === 'optional' && received === undefined) {
-        // A protocol where the server speaks first, from a trusted peer that sends no header.
-        handle.count('noHeader');
-        handOn(undefined);
-      } else {
-        fail('timeout', `no complete PROXY protocol header within ${timeoutMs} ms`);
-      }
-    };
-    const timer = setTimeout(onTimeout, timeoutMs);
-    socket.on('readable', onReadable);
-    socket.on('end', onEnd);
-    socket.on('close', onEnd);
-    socket.on('error', onError);
+    readHeader(socket, peer, wrap);
   };
 
   s.emit = function emit(this: net.Server, event: string | symbol, ...args: unknown[]): boolean {
@@ -253,8 +188,150 @@ export function acceptProxyProtocol(server: net.Server, options: AcceptProxyProt
     }
     return baseEmit().call(this, event, ...args);
   };
+  useTimeout(timeoutMs);
   s[kWrapped] = true;
   return handle;
+}
+
+/** What the connections of one wrapped server share. */
+interface Wrap {
+  readonly handle: ProxyProtocolHandle;
+  readonly mode: ProxyProtocolMode;
+  readonly timeoutMs: number;
+  readonly maxHeaderBytes: number;
+  readonly pass: (socket: net.Socket) => void;
+  readonly refuse: (socket: net.Socket, reason: keyof ProxyProtocolCounters, message: string) => void;
+}
+
+/** A connection whose header is still being read. */
+interface Reader {
+  readonly peer: PeerAddress;
+  readonly wrap: Wrap;
+  readonly deadline: number;
+  /** Paused at creation (the server's pauseOnConnect): handed on paused again. */
+  readonly paused: boolean;
+  received: Buffer | undefined;
+}
+
+// Every connection of the process whose header is still being read. The
+// listeners below are shared by all of them (no closures per connection)
+// and find their connection's state here.
+const readers = new Map<net.Socket, Reader>();
+
+// One coarse sweep for all deadlines instead of a timer per connection: a
+// connection is given up between timeoutMs and timeoutMs plus one period,
+// never before. The period is a tenth of the shortest timeoutMs in use.
+let sweepMs = Infinity;
+let sweepTimer: NodeJS.Timeout | undefined;
+
+function useTimeout(timeoutMs: number): void {
+  const period = Math.max(1, Math.floor(timeoutMs / 10));
+  if (period >= sweepMs) return;
+  sweepMs = period;
+  if (sweepTimer !== undefined) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+    startSweep();
+  }
+}
+
+function startSweep(): void {
+  // unref: a connection stuck in its header must not keep the process alive on its own.
+  sweepTimer = setInterval(sweep, sweepMs).unref();
+}
+
+function sweep(): void {
+  const now = Date.now();
+  for (const [socket, r] of readers) if (now >= r.deadline) timedOut(socket, r);
+  if (readers.size === 0 && sweepTimer !== undefined) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+}
+
+function readHeader(socket: net.Socket, peer: PeerAddress, wrap: Wrap): void {
+  wrap.handle.pending++;
+  // The server's pauseOnConnect left the socket paused (readableFlowing false),
+  // where a 'data' listener alone would never see a byte.
+  const paused = socket.readableFlowing === false;
+  readers.set(socket, { peer, wrap, deadline: Date.now() + wrap.timeoutMs, paused, received: undefined });
+  if (sweepTimer === undefined) startSweep();
+  // 'data' rather than 'readable': the first segment arrives in one emit
+  // straight from the handle's read, without the switches of paused mode
+  // (a nextTick to start, one per 'readable', one to leave it).
+  socket.on('data', onData);
+  socket.on('end', onEnd);
+  socket.on('close', onEnd);
+  socket.on('error', onError);
+  if (paused) socket.resume();
+}
+
+function finish(socket: net.Socket, r: Reader): void {
+  readers.delete(socket);
+  r.wrap.handle.pending--;
+  socket.removeListener('data', onData);
+  socket.removeListener('end', onEnd);
+  socket.removeListener('close', onEnd);
+  socket.removeListener('error', onError);
+}
+
+function handOn(socket: net.Socket, r: Reader, rest: Buffer | undefined): void {
+  finish(socket, r);
+  // Out of flowing mode before anything else can arrive: with no 'data'
+  // listener left, a flowing stream would emit the next chunk to nobody.
+  // null is the state of a fresh socket: whoever reads next (a 'data'
+  // listener, TLS, the HTTP parser, http2) starts it as on any socket.
+  if (r.paused) socket.pause();
+  else (socket as { readableFlowing: boolean | null }).readableFlowing = null;
+  // unshift puts the bytes back in front of the stream: whatever reads the
+  // socket next gets them first, then the rest of the connection.
+  if (rest?.length) socket.unshift(rest);
+  r.wrap.pass(socket);
+}
+
+function fail(socket: net.Socket, r: Reader, reason: keyof ProxyProtocolCounters, message: string): void {
+  finish(socket, r);
+  r.wrap.refuse(socket, reason, message);
+}
+
+function onData(this: net.Socket, chunk: Buffer): void {
+  const r = readers.get(this);
+  if (r === undefined) return;
+  const received = r.received === undefined ? chunk : Buffer.concat([r.received, chunk]);
+  const { wrap } = r;
+  const p = parseProxyHeader(received, wrap.maxHeaderBytes);
+  if (p.status === 'incomplete') {
+    r.received = received;
+  } else if (p.status === 'ok') {
+    setProxyResult(this, answer(r.peer, p.header));
+    wrap.handle.count(p.header.command === 'PROXY' ? 'proxied' : 'local');
+    handOn(this, r, received.length > p.length ? received.subarray(p.length) : undefined);
+  } else if (p.reason === 'not-proxy' && wrap.mode === 'optional') {
+    wrap.handle.count('noHeader');
+    handOn(this, r, received);
+  } else {
+    fail(this, r, REFUSAL_COUNTER[p.reason], p.message);
+  }
+}
+
+function onEnd(this: net.Socket): void {
+  const r = readers.get(this);
+  if (r !== undefined) fail(this, r, 'closed', 'the peer closed the connection before the header was complete');
+}
+
+function onError(this: net.Socket, err: Error): void {
+  const r = readers.get(this);
+  if (r !== undefined) fail(this, r, 'closed', `the connection failed before the header was complete: ${(err as { code?: string }).code ?? err.message}`);
+}
+
+function timedOut(socket: net.Socket, r: Reader): void {
+  if (r.wrap.mode === 'optional' && r.received === undefined) {
+    // A protocol where the server speaks first, from a trusted peer that sends no header.
+    r.wrap.handle.count('noHeader');
+    handOn(socket, r, undefined);
+  } else {
+    fail(socket, r, 'timeout', `no complete PROXY protocol header within ${r.wrap.timeoutMs} ms`);
+  }
 }
 
 /**
@@ -275,22 +352,24 @@ function peerOf(socket: net.Socket): PeerAddress | undefined {
 /** The lookup() answer for a header: the client, or the peer for LOCAL / UNKNOWN. */
 function answer(found: PeerAddress, header: ProxyHeader): LookupResult {
   // Only the address: a cached full answer would carry its own source.
-  const peer: PeerAddress = Object.freeze({ address: found.address, port: found.port, family: found.family });
-  const tlvs = header.tlvs?.raw.length ? { tlvs: header.tlvs } : {};
+  // Literals rather than spreads: this runs on every connection.
+  const { address, port, family } = found;
+  const tlvs = header.tlvs !== undefined && header.tlvs.raw.length > 0 ? header.tlvs : undefined;
   if (header.command === 'LOCAL' || !header.source || !header.destination) {
-    return Object.freeze({ ...peer, source: 'peer' as const, ...tlvs });
+    return Object.freeze(tlvs === undefined
+      ? { address, port, family, source: 'peer' as const }
+      : { address, port, family, source: 'peer' as const, tlvs });
   }
   // Like the TOA providers and remoteAddress: an IPv4 client on an AF_INET6
   // socket (a '::' listener) reads as '::ffff:a.b.c.d', family IPv6.
-  const mapped = peer.family === 'IPv6';
+  const mapped = family === 'IPv6';
   const fit = (a: PeerAddress): PeerAddress => (mapped && a.family === 'IPv4'
     ? Object.freeze({ address: `::ffff:${a.address}`, port: a.port, family: 'IPv6' as const })
     : a);
-  return Object.freeze({
-    ...fit(header.source),
-    source: 'proxy-protocol' as const,
-    proxy: peer,
-    destination: fit(header.destination),
-    ...tlvs,
-  });
+  const client = fit(header.source);
+  const proxy: PeerAddress = Object.freeze({ address, port, family });
+  const destination = fit(header.destination);
+  return Object.freeze(tlvs === undefined
+    ? { address: client.address, port: client.port, family: client.family, source: 'proxy-protocol' as const, proxy, destination }
+    : { address: client.address, port: client.port, family: client.family, source: 'proxy-protocol' as const, proxy, destination, tlvs });
 }

@@ -35,7 +35,7 @@ export function trustedMatcher(entries: unknown, invalid: (message: string) => E
     }
     return { net: bytes, bits: v4 ? prefix + 96 : prefix };
   });
-  return (address: string): boolean => {
+  const matches = (address: string): boolean => {
     const a = bytes16(address);
     if (!a) return false;
     outer: for (const { net, bits } of list) {
@@ -47,4 +47,19 @@ export function trustedMatcher(entries: unknown, invalid: (message: string) => E
     }
     return false;
   };
+  // Connections come from a few balancers: the answer per address string is
+  // remembered (parsing it into bytes was ~0.5 us per connection). Bounded,
+  // so that clients from everywhere ('optional' mode) cannot grow it.
+  const seen = new Map<string, boolean>();
+  return (address: string): boolean => {
+    let yes = seen.get(address);
+    if (yes === undefined) {
+      yes = matches(address);
+      if (seen.size >= MEMO_ENTRIES) seen.clear();
+      seen.set(address, yes);
+    }
+    return yes;
+  };
 }
+
+const MEMO_ENTRIES = 1024;
