@@ -49,10 +49,18 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,cache=loose,ro hostroo
 mount -t tmpfs -o size=1g tmpfs /upper && mkdir -p /upper/u /upper/w /upper/pu /upper/pw
 # the root: the host's own, or (foreign guests) a root of that architecture's packages on the host
 mount -t overlay overlay -o lowerdir=/lower$GUEST_ROOT,upperdir=/upper/u,workdir=/upper/w /newroot || fail "overlay"
-# foreign guests: the project tree over that root, under layers of its arch-specific files
-if [ -n "$PROJECT_LOWER" ]; then
+# foreign guests: the project tree over that root, plus its arch-specific
+# files (copied: as a lower layer they would overlap the tree they live in)
+if [ -n "$PROJECT_LAYERS" ]; then
   mkdir -p /newroot$PROJECT
-  mount -t overlay overlay -o lowerdir=$PROJECT_LOWER,upperdir=/upper/pu,workdir=/upper/pw /newroot$PROJECT || fail "project overlay"
+  mount -t overlay overlay -o lowerdir=/lower$PROJECT,upperdir=/upper/pu,workdir=/upper/pw /newroot$PROJECT || fail "project overlay"
+  for l in $PROJECT_LAYERS; do cp -a /lower$l/. /newroot$PROJECT/ || fail "project layer $l"; done
+  # the host's npm is JavaScript: the tests that pack and install the package use it here too
+  if [ -d /lower/usr/lib/node_modules/npm ]; then
+    mkdir -p /newroot/usr/lib/node_modules/npm && mount --bind /lower/usr/lib/node_modules/npm /newroot/usr/lib/node_modules/npm
+    ln -sf ../lib/node_modules/npm/bin/npm-cli.js /newroot/usr/bin/npm
+    ln -sf ../lib/node_modules/npm/bin/npx-cli.js /newroot/usr/bin/npx
+  fi
 fi
 mount -t proc proc /newroot/proc
 mount -t sysfs sys /newroot/sys
@@ -129,9 +137,8 @@ function writeJob(resultsDir, { k, env, vitestArgs, innerTimeoutS, selftest }) {
   const exports = Object.entries(env).map(([n, v]) => `export ${n}=${shellQuote(v)}`).join('\n');
   // foreign guests (k.userland: arm64-root.mjs): their root, and the project tree overlaid on it
   const u = k.userland;
-  const lower = u ? [...u.layers, projectRoot].map((d) => `/lower${d}`).join(':') : '';
   fs.writeFileSync(path.join(resultsDir, 'boot.env'), `KVER=${shellQuote(k.kver)}\nMODDIR=${shellQuote(k.modDir)}\n` +
-    `GUEST_ROOT=${shellQuote(u ? u.root : '')}\nPROJECT=${shellQuote(projectRoot)}\nPROJECT_LOWER=${shellQuote(lower)}\n`);
+    `GUEST_ROOT=${shellQuote(u ? u.root : '')}\nPROJECT=${shellQuote(projectRoot)}\nPROJECT_LAYERS=${shellQuote(u ? u.layers.join(' ') : '')}\n`);
   fs.writeFileSync(path.join(resultsDir, 'job.sh'), `set -u
 export HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8
 ${exports}
@@ -142,8 +149,8 @@ for m in tun veth; do
   modprobe $m || { echo "TOA-GUEST-FAIL modprobe $m"; echo 97 > $R/rc; dmesg > $R/dmesg.txt; exit 0; }
 done
 cd ${shellQuote(projectRoot)}
-${u ? `# the work tree's addon is this machine's build: node-gyp-build must pick prebuilds/linux-${k.arch}
-rm -f build/Release/*.node build/Debug/*.node` : ''}
+${u ? `# build/ holds this machine's x86 addon and loader: the package must find prebuilds/linux-${k.arch}
+rm -rf build` : ''}
 echo "guest: kernel $(uname -r), node $(node --version), $(nproc) cpus"
 export TOA_PROGRESS_FILE=$R/progress.jsonl
 timeout -k 10 ${innerTimeoutS} node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts \\

@@ -110,7 +110,8 @@ function prepareArm64({ log }) {
   const lb = buildLb({ arch: 'arm64', arm64Sysroot: sysroot });
   // the guest runs anyway when it fails: the tests that load the addon then fail themselves
   const r = sh(process.execPath, [path.join(projectRoot, 'scripts/prebuild.mjs'), '--arch', 'arm64'],
-    { allowFail: true, timeoutMs: 600_000, env: { TOA_ARM64_SYSROOT: sysroot } });
+    // binding.gyp's toa-bpf links libbpf statically from bpf_libdir: the arm64 one
+    { allowFail: true, timeoutMs: 600_000, env: { GYP_DEFINES: `bpf_libdir=${path.join(sysroot, 'usr/lib/aarch64-linux-gnu')}` } });
   const prebuildError = r.status === 0 ? null : `scripts/prebuild.mjs --arch arm64 failed: ${`${r.stdout}${r.stderr}`.split('\n').filter((l) => /error|cannot|prebuild:/i.test(l)).slice(0, 5).join(' / ')}`;
   return { ...root, npmLayer, lbHelper: path.relative(projectRoot, lb.helper), prebuildError, ms: Date.now() - t0 };
 }
