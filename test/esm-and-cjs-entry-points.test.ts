@@ -128,7 +128,9 @@ export { src, a, p, f, proxy, fd, trusted, attachFn, codesAreUnions, fromFastify
     ...(resolution === 'node10' ? ['--esModuleInterop'] : []), file];
   await run(process.execPath, [tsc, ...args], { cwd: dir });
   writeFileSync(join(dir, file), `${good}\nconst wrong: number = lookup({} as net.Socket).address;\n`);
-  await expect(run(process.execPath, [tsc, ...args], { cwd: dir })).rejects.toMatchObject({
+  // The good run above checked every declaration file; this one only needs
+  // the misuse reported, so it skips them (a third of the time).
+  await expect(run(process.execPath, [tsc, '--skipLibCheck', ...args], { cwd: dir })).rejects.toMatchObject({
     stdout: expect.stringContaining("Type 'string' is not assignable to type 'number'"),
   });
 }, 180_000);
