@@ -197,15 +197,14 @@ const PP2_SUBTYPE_AZURE_PRIVATEENDPOINT_LINKID = 0x01;
 
 const EMPTY_TLVS: ProxyTlvs = Object.freeze({ raw: Object.freeze([]) });
 
-/** Splits [from, to) into TLVs; a string says why they are invalid. */
-function splitTlvs(bytes: Uint8Array, from: number, to: number): ProxyTlv[] | string {
+/** Splits [from, to) into TLVs (values are views into `bytes`); a string says why they are invalid. */
+function splitTlvs(bytes: Buffer, from: number, to: number): ProxyTlv[] | string {
   const out: ProxyTlv[] = [];
   for (let at = from; at < to;) {
     if (to - at < 3) return `${to - at} bytes left where a TLV needs at least 3`;
     const len = (bytes[at + 1] << 8) | bytes[at + 2];
     if (at + 3 + len > to) return `TLV 0x${bytes[at].toString(16)} of ${len} bytes overruns the header by ${at + 3 + len - to}`;
-    // A copy: the header's buffer is the connection's first read, which must not be kept alive by a small TLV.
-    out.push(Object.freeze({ type: bytes[at], value: Buffer.from(bytes.subarray(at + 3, at + 3 + len)) }));
+    out.push(Object.freeze({ type: bytes[at], value: bytes.subarray(at + 3, at + 3 + len) }));
     at += 3 + len;
   }
   return out;
@@ -213,7 +212,9 @@ function splitTlvs(bytes: Uint8Array, from: number, to: number): ProxyTlv[] | st
 
 function parseTlvs(bytes: Uint8Array, from: number, to: number): ProxyTlvs | string {
   if (from === to) return EMPTY_TLVS;
-  const raw = splitTlvs(bytes, from, to);
+  // One copy for all TLVs: the header's buffer is the connection's first
+  // read, which must not be kept alive by a small TLV.
+  const raw = splitTlvs(Buffer.from(bytes.subarray(from, to)), 0, to - from);
   if (typeof raw === 'string') return raw;
   const t: { -readonly [K in keyof ProxyTlvs]: ProxyTlvs[K] } = { raw: Object.freeze(raw) };
   for (const { type, value } of raw) {
