@@ -185,7 +185,7 @@ async function main() {
   await section('p1-none', 20000, () => host.p1Plain({ rounds: R(12), k: 200 }));
   await section('p2-none', 25000, () => host.p2(tools, { rounds: R(16), ms: 600, conc: 16 }));
   await section('p5-proxy', 60000, async () => ({
-    accepts: await proxyAccepts({ rounds: R(12), ms: 600, conc: 16 }),
+    accepts: await proxyAccepts({ rounds: R(24), ms: 600, conc: 16 }),
     parse: proxyParseCost({ rounds: R(10) }),
   }));
 
