@@ -45,7 +45,10 @@ export function ensureArm64Root({ log = () => {} } = {}) {
   const dir = path.join(arm64Dir, `root-${SUITE}-${createHash('sha256').update(list.join('\n')).digest('hex').slice(0, 12)}`);
   const root = path.join(dir, 'root');
   const node = pkgs.find((p) => p.name === 'nodejs')?.version;
-  if (fs.existsSync(path.join(dir, 'done'))) return { root, packages: list, node };
+  if (fs.existsSync(path.join(dir, 'done'))) {
+    writeEtc(root);
+    return { root, packages: list, node };
+  }
   log(`unpacking ${list.length} arm64 packages (${SUITE}) into ${root}`);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(root, { recursive: true });
@@ -64,13 +67,22 @@ export function ensureArm64Root({ log = () => {} } = {}) {
   }
   for (const d of ['proc', 'sys', 'dev', 'run', 'tmp', 'root', 'mnt/results', 'etc']) fs.mkdirSync(path.join(root, d), { recursive: true });
   fs.chmodSync(path.join(root, 'tmp'), 0o1777);
-  fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n');
-  fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-  fs.writeFileSync(path.join(root, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
+  writeEtc(root);
   if (!fs.existsSync(path.join(root, 'usr/bin/node'))) throw new HarnessError('ENOENT', `no usr/bin/node in ${root}`);
   fs.writeFileSync(path.join(dir, 'packages.json'), JSON.stringify(list, null, 1));
   fs.writeFileSync(path.join(dir, 'done'), '');
   return { root, packages: list, node };
+}
+
+/**
+ * The accounts and names maintainer scripts would have made: tcpdump drops
+ * its privileges to its own user, and refuses to run without it.
+ */
+function writeEtc(root) {
+  fs.writeFileSync(path.join(root, 'etc/passwd'), ['root:x:0:0:root:/root:/bin/bash',
+    'tcpdump:x:100:101::/nonexistent:/usr/sbin/nologin', 'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin', ''].join('\n'));
+  fs.writeFileSync(path.join(root, 'etc/group'), 'root:x:0:\ntcpdump:x:101:\nnogroup:x:65534:\n');
+  fs.writeFileSync(path.join(root, 'etc/hosts'), '127.0.0.1 localhost\n::1 localhost\n');
 }
 
 /**
