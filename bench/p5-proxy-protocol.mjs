@@ -16,8 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { abRates } from './lib/host.mjs';
-import { summary } from './lib/stats.mjs';
+import { ratios, summary } from './lib/stats.mjs';
 
 const here = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(here), '..');
@@ -106,37 +105,53 @@ async function loadRound(port, ms, conc, variant) {
   return r;
 }
 
-/** Accepts per server CPU-second, proxied / plain, rounds alternating. */
+/**
+ * Accepts per server CPU-second, proxied / plain. Each round loads both
+ * servers at the same time, each with its own client: on a shared machine
+ * both then see the same neighbours, where rounds taken one after the other
+ * (ABBA) saw different ones (per-round ratios 0.38-1.73 at load average 8).
+ */
 export async function proxyAccepts({ rounds = 24, ms = 600, conc = 16, warmupMs = 3000 } = {}) {
   const plain = new Child(['server', 'plain']);
   const proxy = new Child(['server', 'proxy']);
+  const both = (f) => Promise.all([f(plain, 'a', 'plain'), f(proxy, 'b', 'proxy')]);
   try {
     const ports = {};
-    for (const [k, c] of [['a', plain], ['b', proxy]]) ports[k] = Number((await c.line()).split(' ')[1]);
+    await both(async (c, k) => { ports[k] = Number((await c.line()).split(' ')[1]); });
     // Warm-up long enough for V8 to finish optimising both servers: cpuUsage
     // counts the compiler threads too, and the proxied server has more code.
-    await loadRound(ports.a, warmupMs, conc, 'plain');
-    await loadRound(ports.b, warmupMs, conc, 'proxy');
+    await both((c, k, v) => loadRound(ports[k], warmupMs, conc, v));
     // The first 'stats' runs the stdin stream through the same Readable and
     // EventEmitter code as the connections, with another socket shape: V8
-    // deoptimizes that code (seen with --trace-deopt: Readable.read, emit,
-    // addChunk...). Once here, and a short load after it to reoptimize, so
-    // that the first round does not pay for it.
-    for (const c of [plain, proxy]) await c.ask('stats');
-    await loadRound(ports.a, warmupMs / 3, conc, 'plain');
-    await loadRound(ports.b, warmupMs / 3, conc, 'proxy');
-    const figures = await abRates(rounds, async (side) => {
-      const srv = side === 'a' ? plain : proxy;
-      const s0 = JSON.parse(await srv.ask('stats'));
-      const lg = await loadRound(ports[side], ms, conc, side === 'a' ? 'plain' : 'proxy');
-      const s1 = JSON.parse(await srv.ask('stats'));
-      return { rate: lg.conns / (lg.ms / 1000), conns: s1.accepted - s0.accepted, cpuUs: s1.cpuUs - s0.cpuUs };
-    });
+    // deoptimizes that code (seen with --trace-deopt: Socket.read,
+    // Readable.read, addChunk, emit...). Once here, and a short load after
+    // it to reoptimize, so that the first round does not pay for it.
+    await both((c) => c.ask('stats'));
+    await both((c, k, v) => loadRound(ports[k], warmupMs / 3, conc, v));
+    const wall = { a: [], b: [] };
+    const perCpu = { a: [], b: [] };
+    for (let r = 0; r < rounds; r++) {
+      await both(async (c, k, v) => {
+        const s0 = JSON.parse(await c.ask('stats'));
+        const lg = await loadRound(ports[k], ms, conc, v);
+        const s1 = JSON.parse(await c.ask('stats'));
+        wall[k].push(lg.conns / (lg.ms / 1000));
+        perCpu[k].push((s1.accepted - s0.accepted) / ((s1.cpuUs - s0.cpuUs) / 1e6));
+      });
+    }
     for (const [name, c] of [['plain', plain], ['proxy', proxy]]) {
       const s = JSON.parse(await c.ask('stats'));
       if (s.missing) throw new Error(`${name} server saw a wrong address on ${s.missing} of ${s.accepted} connections`);
     }
-    return figures;
+    return {
+      pairing: 'both servers loaded at once, each round',
+      plainRate: summary(wall.a),
+      toaRate: summary(wall.b),
+      wallRatio: summary(ratios(wall.b, wall.a)),
+      plainPerCpuSecond: summary(perCpu.a),
+      toaPerCpuSecond: summary(perCpu.b),
+      ratio: summary(ratios(perCpu.b, perCpu.a)),
+    };
   } finally {
     await plain.stop();
     await proxy.stop();
