@@ -5,6 +5,9 @@
 // TOA_STRESS_CONNECTIONS (default 50,000) TOA handshakes. Then everything is
 // closed: the table is empty, alloc == free, probe_missed (kretprobe and
 // kprobe nmissed) did not move, and every connection reported its own client.
+// Under TCG with both storms running a 6.12 guest crafts ~40 TOA handshakes
+// per second: 50,000 take ~21 minutes; TOA_STRESS_LIMIT_SECONDS (default
+// 1800) stops a slower guest, and falling short of the count fails.
 import net from 'node:net';
 import os from 'node:os';
 import fs from 'node:fs';
@@ -20,20 +23,23 @@ import { delta, insmod, kernelTrouble, loaded, rmmod, stats, tableEntries } from
 const SECONDS = Number(process.env.TOA_STRESS_SECONDS ?? 60);
 const CONNECTIONS = Number(process.env.TOA_STRESS_CONNECTIONS ?? 50000);
 // hard stop, whatever the guest's speed
-const LIMIT_MS = Number(process.env.TOA_STRESS_LIMIT_SECONDS ?? 600) * 1000;
+const LIMIT_MS = Number(process.env.TOA_STRESS_LIMIT_SECONDS ?? 1800) * 1000;
 const BATCH = 500;
 const HELD = 16;
 
 const STORM = String.raw`
-import socket, sys, time
+import socket, sys, time, signal
 socks = [socket.socket(fileno=fd) for fd in range(3, 3 + int(sys.argv[1]))]
 end = time.time() + float(sys.argv[2]); n = 0; bad = 0
+def done(*_):
+    print(n, bad, flush=True); sys.exit(0)
+signal.signal(signal.SIGTERM, done)
 want = sys.argv[3].split(',')
 while time.time() < end:
     for i, s in enumerate(socks):
         if s.getpeername()[0] != want[i]: bad += 1
         s.getsockname(); n += 2
-print(n, bad, flush=True)
+done()
 `;
 const IRQ = String.raw`
 import socket, sys, time, threading
@@ -92,6 +98,7 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
   });
 
   it('ends with an empty table, alloc == free, no probe miss and no wrong address', async () => {
+    const before = stats();
     // long-lived TOA sockets for the storms (held by the server)
     const clients = [];
     for (let i = 0; i < HELD; i++) {
@@ -104,14 +111,15 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
     const want = held.map((s) => s.remoteAddress!).join(',');
     expect(want.split(',').every((a) => a.startsWith('::ffff:198.51.100.'))).toBe(true);
 
-    const before = stats();
     const irqBefore = interrupts();
     const budget = SECONDS + 120;
     const storms = os.cpus().map(() => {
       const p = spawn('/usr/bin/python3', ['-c', STORM, String(HELD), String(budget), want],
         { stdio: ['ignore', 'pipe', 'inherit', ...held] as never });
       procs.push(p);
-      return p;
+      let out = '';
+      p.stdout!.on('data', (d) => { out += d; });
+      return { p, out: () => out };
     });
     const irq = spawn('/usr/bin/python3', ['-c', IRQ, String(budget)], { stdio: 'ignore' });
     procs.push(irq);
@@ -140,13 +148,11 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
       });
     }
     const elapsed = (Date.now() - start) / 1000;
-    for (const p of storms) p.kill('SIGTERM');
+    for (const s of storms) s.p.kill('SIGTERM');
     irq.kill('SIGTERM');
-    const calls = await Promise.all(storms.map(async (p) => {
-      let out = '';
-      p.stdout!.on('data', (d) => { out += d; });
-      await once(p, 'exit');
-      return out;
+    const calls = await Promise.all(storms.map(async (s) => {
+      if (s.p.exitCode === null && s.p.signalCode === null) await once(s.p, 'exit');
+      return s.out();
     }));
     for (const c of clients) await c.close().catch(() => undefined);
     for (const s of held) s.destroy();
@@ -161,8 +167,10 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
       expect(n).toBeGreaterThan(0);
       expect(bad).toBe(0);
     }
-    expect(accepted).toBeGreaterThanOrEqual(Math.min(CONNECTIONS, crafted) * 0.95);
-    expect(elapsed).toBeGreaterThanOrEqual(Math.min(SECONDS, LIMIT_MS / 1000));
+    // the limit only bounds a slow guest's run: falling short still fails
+    expect(crafted).toBeGreaterThanOrEqual(CONNECTIONS);
+    expect(accepted).toBeGreaterThanOrEqual(crafted * 0.95);
+    expect(elapsed).toBeGreaterThanOrEqual(SECONDS);
     expect(d.probe_missed).toBe(0);
     expect(d.entry_alloc).toBe(d.entry_free);
     expect(stats().table_entries).toBe(0);
