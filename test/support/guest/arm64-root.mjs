@@ -17,9 +17,9 @@ import { HarnessError, aptConfig, aptGet, aptUpdate, cacheRoot, projectRoot, sh 
 
 const MIRROR = 'http://deb.debian.org/debian';
 const SUITE = 'trixie';
-/** What the job and the tests run: node, the shell tools, the LB emulator's tcpdump and scapy, bpftool. */
+/** What the job and the tests run: node, the shell tools (sh = dash, mount), the LB emulator's tcpdump, bpftool. */
 export const PACKAGES = [
-  'nodejs', 'busybox-static', 'bash', 'coreutils', 'util-linux', 'procps', 'findutils', 'grep', 'sed',
+  'nodejs', 'busybox-static', 'bash', 'dash', 'coreutils', 'util-linux', 'mount', 'procps', 'findutils', 'grep', 'sed',
   'gzip', 'tar', 'kmod', 'iproute2', 'bpftool', 'tcpdump', 'python3',
 ];
 
