@@ -29,6 +29,9 @@ const pkgName = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).nam
 // The libc tag keeps node-gyp-build from offering these glibc binaries on
 // musl (Alpine): there it finds no match and builds from source instead.
 const prebuildFile = `${pkgName}.glibc.node`;
+// The eBPF backend's loader, an executable beside the addon (see binding.gyp's
+// toa-bpf target): src/bpf/loader.ts looks for it there.
+const loaderFile = 'toa-bpf';
 
 // ELF e_machine values, to refuse a binary built for the wrong target (a
 // cross compiler silently missing from PATH would otherwise hand us the
@@ -99,12 +102,14 @@ function inputsHash(arch) {
 
 const fileHash = (f) => createHash('sha256').update(readFileSync(f)).digest('hex');
 const outputPath = (arch) => join(root, 'prebuilds', `linux-${arch}`, prebuildFile);
+const loaderPath = (arch) => join(root, 'prebuilds', `linux-${arch}`, loaderFile);
 const stampPath = (arch) => join(cacheDir, `stamp-${arch}.json`);
 
 function upToDate(arch, inputs) {
   try {
     const stamp = JSON.parse(readFileSync(stampPath(arch), 'utf8'));
-    return stamp.inputs === inputs && stamp.output === fileHash(outputPath(arch));
+    return stamp.inputs === inputs && stamp.output === fileHash(outputPath(arch))
+      && stamp.loader === fileHash(loaderPath(arch));
   } catch {
     return false;
   }
@@ -128,7 +133,10 @@ function build(arch) {
   symlinkSync(join(root, 'node_modules'), join(stage, 'node_modules'));
 
   const { cc, cxx, strip } = tools(arch);
-  const env = { ...process.env, CC: cc, CXX: cxx };
+  // The addon alone: toa-bpf is built below by native/bpf/build.sh, which
+  // links the target architecture's static libbpf (node-gyp would look for
+  // the host's).
+  const env = { ...process.env, CC: cc, CXX: cxx, GYP_DEFINES: 'bpf_libdir=none' };
   const dir = nodeDir();
   if (dir) env.npm_config_nodedir = dir;
   const prebuildify = join(root, 'node_modules', 'prebuildify', 'bin.js');
@@ -149,9 +157,14 @@ function build(arch) {
   // other names in the folder would be stale builds node-gyp-build might pick.
   const out = outputPath(arch);
   mkdirSync(dirname(out), { recursive: true });
-  for (const f of readdirSync(dirname(out))) if (f !== prebuildFile) unlinkSync(join(dirname(out), f));
+  for (const f of readdirSync(dirname(out))) if (f !== prebuildFile && f !== loaderFile) unlinkSync(join(dirname(out), f));
   copyFileSync(built, `${out}.tmp`);
   renameSync(`${out}.tmp`, out);
+
+  const loader = loaderPath(arch);
+  run('sh', [join(root, 'native', 'bpf', 'build.sh'), arch, `${loader}.tmp`], { cwd: root });
+  if (elfMachine(`${loader}.tmp`) !== targets[arch].machine) fail(`${loader}.tmp is not an ${arch} executable`);
+  renameSync(`${loader}.tmp`, loader);
   rmSync(stage, { recursive: true, force: true });
   return out;
 }
@@ -207,7 +220,7 @@ async function main() {
         continue;
       }
       const out = build(arch);
-      writeFileSync(stampPath(arch), JSON.stringify({ inputs, output: fileHash(out) }));
+      writeFileSync(stampPath(arch), JSON.stringify({ inputs, output: fileHash(out), loader: fileHash(loaderPath(arch)) }));
       console.log(`prebuild: linux-${arch} built in ${Date.now() - started} ms: ${out} (${statSync(out).size} bytes)`);
     }
   });
