@@ -20,26 +20,17 @@ function copySources(dst) {
   fs.copyFileSync(path.join(src, 'uapi/toa.h'), path.join(dst, 'uapi/toa.h'));
 }
 
-function isMounted(dir) {
-  return fs.readFileSync('/proc/self/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === dir);
-}
-
-/** In a chroot: the project tree and /proc bound at the same paths (objtool needs /proc). */
+/**
+ * In a chroot: the project tree and /proc bound at the same paths (objtool
+ * needs /proc). The mounts live in a private mount namespace that dies with
+ * the build, so a killed build leaves no bind of the project inside .cache
+ * (where `rm -rf .cache` would follow it) and concurrent builds never
+ * unmount each other's tree.
+ */
 function makeInChroot(chroot, args) {
-  const binds = [[projectRoot, path.join(chroot, projectRoot), ['--bind']], ['proc', path.join(chroot, 'proc'), ['-t', 'proc']]];
-  const mounted = [];
-  try {
-    for (const [from, to, how] of binds) {
-      fs.mkdirSync(to, { recursive: true });
-      if (!isMounted(to)) {
-        sh('mount', [...how, from, to]);
-        mounted.push(to);
-      }
-    }
-    return sh('chroot', [chroot, 'make', ...args], { allowFail: true, timeoutMs: 900_000 });
-  } finally {
-    for (const m of mounted.reverse()) sh('umount', [m], { allowFail: true });
-  }
+  const script = 'mkdir -p "$1$2" && mount --bind "$2" "$1$2" && mount -t proc proc "$1/proc" && c=$1 && shift 2 && exec chroot "$c" make "$@"';
+  return sh('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', chroot, projectRoot, ...args],
+    { allowFail: true, timeoutMs: 900_000 });
 }
 
 /**
