@@ -141,9 +141,9 @@ export function loaderSuite(tag: string) {
       expect(await detach({ pinDir: box.pinDir })).toBe(true);
     }, 120000);
 
-    it('concurrent attach runs queue on one lock: one set of programs, every run succeeds', async () => {
-      // loader logic, and four node processes at once take long under the guests' TCG: host only
-      if (process.env.TOA_KERNEL) return;
+    // Loader logic only, and four node processes at once take long under the
+    // guests' TCG: defined on the host alone, so a guest never reports it as passed.
+    if (!process.env.TOA_KERNEL) it('concurrent attach runs queue on one lock: one set of programs, every run succeeds', async () => {
       const pinDir = path.join(privateBpffs(), 'node-toa');
       const args = ['bpf', 'attach', '--pin-dir', pinDir, '--cgroup', box.cgroup, '--trusted', '192.0.2.0/24', '--object', bpfObject()];
       const runs = await Promise.all(Array.from({ length: 4 }, () => new Promise<number | null>((resolve) => {
