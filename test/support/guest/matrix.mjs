@@ -3,7 +3,7 @@
 // in a QEMU guest for every Debian kernel of the matrix, one guest at a time.
 //
 //   node test/support/guest/matrix.mjs [--kernel 6.1] [--kernel 5.10,sid]
-//        [--file test/kernel/harness.test.ts] [--inner-timeout 900]
+//        [--file test/kernel/harness.test.ts] [--inner-timeout 1800]
 //        [--env TOA_FUZZ_N=2000] [--allow-skip] [--quiet] [-- <extra vitest args>]
 //        [--prepare-only] [--no-prepare-ahead]
 //
@@ -30,7 +30,7 @@ import { build as buildLb } from '../lb/index.mjs';
 import { ensureArm64Root, ensureArm64Sysroot, ensureNpmLayer } from './arm64-root.mjs';
 
 function parseArgs(argv) {
-  const o = { kernels: [], files: [], innerTimeoutS: 900, allowSkip: false, quiet: false, extra: [], env: {}, prepareOnly: false, prepareAhead: true };
+  const o = { kernels: [], files: [], innerTimeoutS: 1800, allowSkip: false, quiet: false, extra: [], env: {}, prepareOnly: false, prepareAhead: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => {
