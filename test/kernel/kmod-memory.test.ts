@@ -12,7 +12,9 @@ import { getNat64Peer } from '../../src/index';
 import { CLIENT_V6 } from '../spec/behaviour';
 import { delta, insmod, kernelTrouble, loaded, rmmod, stats, tableEntries } from '../spec/kmod';
 
-const N = Number(process.env.TOA_NAT64_N ?? 10000);
+// 4,000 NAT64 connections per kernel (TOA_NAT64_N): 10,000 cost 65-88 s of
+// each guest, which the CI budget no longer has.
+const N = Number(process.env.TOA_NAT64_N ?? 4000);
 const CONCURRENCY = 16;
 
 async function until(cond: () => boolean, timeoutMs: number) {

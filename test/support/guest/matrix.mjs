@@ -230,9 +230,9 @@ async function runKernel(kernel, opts, shared) {
     Object.assign(entry, { status: entry.reasons.length ? 'fail' : 'prepared', wallMs: Date.now() - t0 });
     return entry;
   }
-  // Heavy suites scale with TOA_STRESS_* / TOA_FUZZ_* (see the test files):
+  // Heavy suites scale with TOA_STRESS_* / TOA_FUZZ_* / TOA_NAT64_* (see the test files):
   // taken from the matrix's own environment unless --env names them.
-  const scaled = Object.fromEntries(Object.entries(process.env).filter(([n]) => /^TOA_(STRESS|FUZZ)_/.test(n)));
+  const scaled = Object.fromEntries(Object.entries(process.env).filter(([n]) => /^TOA_(STRESS|FUZZ|NAT64)_/.test(n)));
   const env = { ...scaled, ...opts.env, TOA_KERNEL: k.kver, CI: '1' };
   if (kmod.ko) Object.assign(env, { TOA_KMOD: kmod.ko, TOA_KMOD_KO: kmod.ko });
   if (shared.bpfObj) env.TOA_BPF_OBJ = shared.bpfObj;
