@@ -16,7 +16,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { ratios, summary } from './lib/stats.mjs';
+import { acceptSummary, summary } from './lib/stats.mjs';
 
 const here = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(here), '..');
@@ -143,15 +143,7 @@ export async function proxyAccepts({ rounds = 24, ms = 600, conc = 16, warmupMs 
       const s = JSON.parse(await c.ask('stats'));
       if (s.missing) throw new Error(`${name} server saw a wrong address on ${s.missing} of ${s.accepted} connections`);
     }
-    return {
-      pairing: 'both servers loaded at once, each round',
-      plainRate: summary(wall.a),
-      toaRate: summary(wall.b),
-      wallRatio: summary(ratios(wall.b, wall.a)),
-      plainPerCpuSecond: summary(perCpu.a),
-      toaPerCpuSecond: summary(perCpu.b),
-      ratio: summary(ratios(perCpu.b, perCpu.a)),
-    };
+    return { pairing: 'both servers loaded at once, each round', ...acceptSummary(wall, perCpu) };
   } finally {
     await plain.stop();
     await proxy.stop();

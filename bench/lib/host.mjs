@@ -7,7 +7,7 @@ import path from 'node:path';
 import {
   BenchError, LineProc, attachBackend, attachClientOption, distModule, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
 } from './sys.mjs';
-import { abOrder, ratios, summary } from './stats.mjs';
+import { abOrder, acceptSummary, ratios, summary } from './stats.mjs';
 
 /**
  * cgroups: `toa` (backend attached), `plain` (nothing), `cli4` / `cli6`
@@ -114,14 +114,7 @@ export async function abRates(rounds, measure) {
       perCpu[side].push(m.conns / (m.cpuUs / 1e6));
     }
   }
-  return {
-    plainRate: summary(wall.a),
-    toaRate: summary(wall.b),
-    wallRatio: summary(ratios(wall.b, wall.a)),
-    plainPerCpuSecond: summary(perCpu.a),
-    toaPerCpuSecond: summary(perCpu.b),
-    ratio: summary(ratios(perCpu.b, perCpu.a)),
-  };
+  return acceptSummary(wall, perCpu);
 }
 
 /**

@@ -38,3 +38,15 @@ export function meets(s, op, target) {
   if (!s || !s.n || !Number.isFinite(s.median)) return null;
   return op === '<=' ? s.median <= target : s.median >= target;
 }
+
+/** Accept-rate rounds of a plain server (a) and a TOA/PROXY one (b): wall and per-CPU-second figures. */
+export function acceptSummary(wall, perCpu) {
+  return {
+    plainRate: summary(wall.a),
+    toaRate: summary(wall.b),
+    wallRatio: summary(ratios(wall.b, wall.a)),
+    plainPerCpuSecond: summary(perCpu.a),
+    toaPerCpuSecond: summary(perCpu.b),
+    ratio: summary(ratios(perCpu.b, perCpu.a)),
+  };
+}
