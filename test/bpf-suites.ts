@@ -10,7 +10,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer, ipv6Bytes, toaOption } from './support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4, CLIENT_V6 } from './spec/behaviour';
-import { Sandbox, bpfBackend, bpfErrno, bpfObject, kernelAtLeast, requireRoot } from './bpf-support';
+import { Sandbox, bpfBackend, bpfErrno, bpfObject, kernelAtLeast, requireRoot, verifierRejectObject } from './bpf-support';
 import { Probe, decodeInfo, decodeNat64, type Answer } from './bpf-probe';
 import { configure, runBpfCommand, type Counters } from '../src/bpf/index';
 
@@ -313,14 +313,7 @@ export function lifecycleSuite(tag: string) {
       r = await cli(['set', '--trusted', '', ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_NOT_LOADED/)]);
       // the verifier's own words, and whether BTF is there, when the kernel refuses
-      const bad = path.join(box.bpffs, '..', `toa-bad-${process.pid}.bpf.o`);
-      const cc = spawnSync('clang', ['-O2', '-target', 'bpf', '-c', '-x', 'c', '-', '-o', bad], {
-        input: 'int toa_sockops(int *ctx) __attribute__((section("sockops")));\n'
-          + 'int toa_sockops(int *ctx) { return *(volatile int *)(long)ctx[1]; }\n'
-          + 'char LICENSE[] __attribute__((section("license"))) = "GPL";\n', encoding: 'utf8' });
-      expect(cc.status, cc.stderr).toBe(0);
-      r = await cli(['attach', '--cgroup', box.cgroup, '--object', bad, ...common]);
-      fs.rmSync(bad, { force: true });
+      r = await cli(['attach', '--cgroup', box.cgroup, '--object', verifierRejectObject(), ...common]);
       expect([r.code, r.err]).toEqual([1, expect.stringMatching(/ERR_TOA_BPF_LOAD: the kernel refused .*kernel BTF is present/)]);
       expect(r.err).toMatch(/invalid mem access|R\d+ invalid/);
       expect(fs.existsSync(box.pinDir) && fs.readdirSync(box.pinDir, { recursive: true })).toBe(false);

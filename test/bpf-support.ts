@@ -25,6 +25,20 @@ export function bpfObject(): string {
   return obj;
 }
 
+/**
+ * An object the verifier refuses, built by `make -C test/fixtures/bpf`: by the
+ * guest harness before a guest boots (arm64 guests have no clang), here otherwise.
+ */
+export function verifierRejectObject(): string {
+  const dir = path.join(root, 'test/fixtures/bpf');
+  const obj = path.join(dir, 'build/verifier-reject.bpf.o');
+  const src = path.join(dir, 'verifier-reject.bpf.c');
+  if (!fs.existsSync(obj) || fs.statSync(src).mtimeMs > fs.statSync(obj).mtimeMs) {
+    execFileSync('make', ['-s', '-C', dir], { stdio: 'pipe' });
+  }
+  return obj;
+}
+
 export function requireRoot(): void {
   if (process.getuid?.() !== 0) throw new Error('eBPF backend tests need root (BPF, cgroups, netns): run them as root');
 }
