@@ -93,7 +93,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct toa_info);
+	__type(value, struct toa_bpf_sk);
 } toa_sk SEC(".maps");
 
 static __always_inline void stat_inc(__u32 idx)
@@ -356,10 +356,9 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 	struct toa_bpf_config *cfg = bpf_map_lookup_elem(&toa_config, &zero);
 	struct toa_opt opt = {};
 	struct toa_info ti = {};
-	struct toa_info *st;
+	struct toa_bpf_sk *st;
 	struct bpf_sock *sk;
 	enum toa_parse r;
-
 	int bogus;
 
 	if (!cfg || !port_honoured(cfg, skops->local_port))
@@ -372,8 +371,6 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 		return 1;
 	}
 
-	ti.version = TOA_INFO_VERSION;
-	ti.sock_family = skops->family;
 	ti.opt_kind = opt.kind;
 	peer_of(skops, &ti);
 	if (cfg->trusted_only) {
@@ -381,7 +378,7 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 			stat_inc(TOA_STAT_UNTRUSTED);
 			stat_inc(TOA_STAT_SYN_RECV_SOCK_NO_TOA);
 			ti.flags = TOA_INFO_F_UNTRUSTED;
-			goto store_peer;
+			goto store;
 		}
 		ti.flags = TOA_INFO_F_TRUSTED;
 	}
@@ -402,18 +399,16 @@ static __always_inline int on_passive_established(struct bpf_sock_ops *skops)
 		stat_inc(TOA_STAT_SYN_RECV_SOCK_NO_TOA);
 		return 1;
 	}
-	goto store;
-
-store_peer:
-	/* no usable option: the real address is the peer, as toa.h says */
-	ti.real_family = ti.proxy_family;
-	ti.real_port = ti.proxy_port;
-	__builtin_memcpy(ti.real_addr, ti.proxy_addr, 16);
 store:
 	sk = skops->sk;
 	st = sk ? bpf_sk_storage_get(&toa_sk, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : NULL;
-	if (st)
-		*st = ti;
+	if (st) {
+		/* an untrusted option keeps only its flag and kind (real = peer) */
+		__builtin_memcpy(st->real_addr, ti.real_addr, 16);
+		st->real_port = ti.real_port;
+		st->flags = ti.flags;
+		st->opt_kind = ti.opt_kind;
+	}
 	/* as the kmod: an address that could not be kept was not received */
 	if (ti.flags & TOA_INFO_F_PRESENT)
 		stat_inc(st ? TOA_STAT_SYN_RECV_SOCK_TOA : TOA_STAT_SYN_RECV_SOCK_NO_TOA);
@@ -428,7 +423,7 @@ int toa_sockops(struct bpf_sock_ops *skops)
 	return 1;
 }
 
-static __always_inline struct toa_info *toa_of(struct bpf_sock *sk)
+static __always_inline struct toa_bpf_sk *toa_of(struct bpf_sock *sk)
 {
 	if (!sk || sk->protocol != IPPROTO_TCP)
 		return NULL;
@@ -443,18 +438,18 @@ static __always_inline struct toa_info *toa_of(struct bpf_sock *sk)
  */
 static __always_inline int rewrite_peer(struct bpf_sock_addr *ctx, int sock6)
 {
-	struct toa_info *ti = toa_of(ctx->sk);
+	struct toa_bpf_sk *ti = toa_of(ctx->sk);
 	const __u32 *a;
 
 	/* counted like the kmod: only a rewrite, the rest is getsockopt's */
 	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT))
 		return 1;
 	a = (const __u32 *)ti->real_addr;
-	if (ti->real_family == AF_INET6 && !sock6)
+	if ((ti->flags & TOA_INFO_F_NAT64) && !sock6)
 		return 1;
 	if (!sock6) {
 		ctx->user_ip4 = a[0];
-	} else if (ti->real_family == AF_INET) {
+	} else if (!(ti->flags & TOA_INFO_F_NAT64)) {
 		ctx->user_ip6[0] = 0;
 		ctx->user_ip6[1] = 0;
 		ctx->user_ip6[2] = bpf_htonl(0xffff);
@@ -544,7 +539,7 @@ static __always_inline int toa_connected(struct bpf_sock *sk)
 	       s != BPF_TCP_SYN_SENT && s != BPF_TCP_LISTEN;
 }
 
-/* toa_info for a socket the sockops program never saw with an option */
+/* toa_info as the socket alone tells it: no option, real = peer */
 static __always_inline void info_from_peer(struct bpf_sock *sk,
 					   struct toa_info *ti)
 {
@@ -578,7 +573,8 @@ static __always_inline void info_from_peer(struct bpf_sock *sk,
 SEC("cgroup/getsockopt")
 int toa_getsockopt(struct bpf_sockopt *ctx)
 {
-	struct toa_info *ti, local;
+	struct toa_bpf_sk *ti;
+	struct toa_info local;
 	struct bpf_sock *sk;
 	__u8 *buf, *end;
 	int info;
@@ -608,13 +604,19 @@ int toa_getsockopt(struct bpf_sockopt *ctx)
 	if (info) {
 		if (buf + sizeof(struct toa_info) > end)
 			return pass(ctx);
-		if (!ti) {
-			__builtin_memset(&local, 0, sizeof(local));
-			info_from_peer(sk, &local);
-			ti = &local;
+		__builtin_memset(&local, 0, sizeof(local));
+		info_from_peer(sk, &local);
+		if (ti) {
+			local.flags = ti->flags;
+			local.opt_kind = ti->opt_kind;
 		}
-		__builtin_memcpy(buf, ti, sizeof(struct toa_info));
-		return sockopt_reply(ctx, sizeof(struct toa_info));
+		if (ti && (ti->flags & TOA_INFO_F_PRESENT)) {
+			local.real_family = ti->flags & TOA_INFO_F_NAT64 ? AF_INET6 : AF_INET;
+			local.real_port = ti->real_port;
+			__builtin_memcpy(local.real_addr, ti->real_addr, 16);
+		}
+		__builtin_memcpy(buf, &local, sizeof(local));
+		return sockopt_reply(ctx, sizeof(local));
 	}
 
 	if (!ti || !(ti->flags & TOA_INFO_F_PRESENT)) {

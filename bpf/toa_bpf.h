@@ -38,6 +38,23 @@ struct toa_bpf_state {
 	char path[4080];	/* cgroup directory, not NUL-terminated */
 };
 
+/*
+ * toa_sk value: what only the handshake knows. Everything else struct
+ * toa_info (kmod/uapi/toa.h) reports is the socket's own state (family,
+ * peer), read again at query time. The kernel allocates the element as
+ * offsetof(struct bpf_local_storage_elem, sdata.data[value_size]), 72 +
+ * value on 6.1 (kernel/bpf/bpf_local_storage.c): 24 bytes fit kmalloc-96,
+ * a whole toa_info (56) needed kmalloc-128. 5.10 allocates the padded
+ * struct (128) + value: kmalloc-192 either way.
+ */
+struct toa_bpf_sk {
+	__u8 real_addr[16];	/* the client; IPv4 fills the first 4 bytes */
+	__be16 real_port;
+	__u8 flags;		/* TOA_INFO_F_* (all below 0x100) */
+	__u8 opt_kind;
+	__u8 reserved[4];
+};
+
 /* toa_trusted key: IPv4 ranges are stored as ::ffff:a.b.c.d/(96 + len) */
 struct toa_bpf_cidr {
 	__u32 prefixlen;
