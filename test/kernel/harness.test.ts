@@ -141,13 +141,15 @@ describe(`guest harness on ${os.release()}`, () => {
     expect(r.reply.length).toBe(0);
   });
 
-  it('crafts a batch of 2000 handshakes (fuzz throughput under TCG)', async () => {
+  // the fuzz files craft thousands; here only that several windows in a row complete
+  it('crafts a batch of 500 handshakes, 128 in flight (fuzz throughput under TCG)', async () => {
+    const N = 500;
     const t0 = Date.now();
-    const results = await lb.craft(Array.from({ length: 2000 }, (_, i) => ({
+    const results = await lb.craft(Array.from({ length: N }, (_, i) => ({
       port: dual.port, family: i % 2 ? 6 : 4, ackOptions: toaOption({ address: CLIENT_V4, port: i }),
     })), { window: 128, timeoutMs: 10000 });
     const ms = Date.now() - t0;
-    expect(results.filter((r) => r.connected)).toHaveLength(2000);
-    console.log(`2000 crafted handshakes in ${ms} ms on ${os.release()} (${Math.round(2000_000 / ms)}/s)`);
+    expect(results.filter((r) => r.connected)).toHaveLength(N);
+    console.log(`${N} crafted handshakes in ${ms} ms on ${os.release()} (${Math.round((N * 1000) / ms)}/s)`);
   });
 });
