@@ -2,10 +2,10 @@
 // P3 (kernel cost) and P4 (memory). The eBPF backend is attached only to
 // cgroups made here, and every process whose sockets it should see is
 // started inside one of them.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import {
-  BenchError, LineProc, attachBackend, attachClientOption, distModule, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
+  BenchError, LineProc, attachBackend, attachClientOption, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
 } from './sys.mjs';
 import { abOrder, acceptSummary, ratios, summary } from './stats.mjs';
 
@@ -164,27 +164,77 @@ export async function setupRound(tools, acceptor, ms, conc, cliCg) {
   return { rate: lg.rate, conns: lg.conns, cpuUs: lg.cpuUs + (c1 - c0) };
 }
 
-/** Connection setup rate: a C accept-and-close loop under the backend vs not. */
+/** loadgen without blocking the event loop, so that two can run at once. */
+function loadgenAsync(tools, port, ms, conc, cgroup) {
+  const args = ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cgroup, tools.probe, 'loadgen', '127.0.0.1', String(port), String(conc), String(ms)];
+  return new Promise((resolve, reject) => {
+    const p = spawn('sh', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    p.on('error', reject);
+    p.on('exit', () => {
+      const m = /conns (\d+) failed (\d+) ms ([\d.]+) cpu_us (\d+)/.exec(out);
+      if (!m || !Number(m[1])) reject(new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`));
+      else resolve({ conns: Number(m[1]), rate: Number(m[1]) / (Number(m[3]) / 1000), cpuUs: Number(m[4]) });
+    });
+  });
+}
+
+/**
+ * Connection setup rate: a C accept-and-close loop under the backend vs a
+ * sibling without it. Each round loads both at the same time, each with its
+ * own generator, and takes the ratio of that round: serial ABBA rounds of
+ * 500 ms on this shared 2-core host met a different neighbour (QEMU guests)
+ * on each side, and their per-round ratios spread 0.74-1.17. Control
+ * rounds, interleaved with those, pit two acceptors without the backend
+ * against each other: their ratio is what the method reads when there is
+ * no difference (the noise floor).
+ */
 export async function p3SetupBpf(env, { rounds, ms, conc }) {
   const { tools, cg } = env;
   const start = async (cgroup) => {
     const p = new LineProc(tools.probe, ['acceptor', '0'], { cgroup });
     return { p, port: Number((await p.line(10000)).split(' ')[1]) };
   };
+  const cpu = async (s) => Number((await s.p.ask('cpu')).split(' ')[1]);
+  /** One round of x and y at once; pushes each side's rate and connections per CPU-second. */
+  const together = async (x, y, r, into) => {
+    const pair = { a: x, b: y };
+    const c0 = { a: await cpu(x), b: await cpu(y) };
+    const runs = {};
+    // the side started first alternates
+    await Promise.all(abOrder(r).map((side) => loadgenAsync(tools, pair[side].port, ms, conc, cg.cli4)
+      .then((m) => { runs[side] = m; })));
+    for (const side of ['a', 'b']) {
+      const us = runs[side].cpuUs + (await cpu(pair[side])) - c0[side];
+      into.wall[side].push(runs[side].rate);
+      into.perCpu[side].push(runs[side].conns / (us / 1e6));
+    }
+  };
   const a = await start(cg.plain);
   const b = await start(cg.toa);
+  const c = await start(cg.plain);
   try {
     const before = await env.backend.counters();
-    loadgen(tools, a.port, 200, conc, cg.cli4);
-    loadgen(tools, b.port, 200, conc, cg.cli4);
-    const figures = await abRates(rounds, (side) => setupRound(tools, side === 'a' ? a : b, ms, conc, cg.cli4));
+    for (const s of [a, b, c]) loadgen(tools, s.port, 200, conc, cg.cli4);
+    const test = { wall: { a: [], b: [] }, perCpu: { a: [], b: [] } };
+    const control = { wall: { a: [], b: [] }, perCpu: { a: [], b: [] } };
+    for (let r = 0; r < rounds; r++) {
+      await together(a, b, r, test);
+      await together(a, c, r, control);
+    }
     const after = await env.backend.counters();
     const parsed = after.syn_recv_sock_toa - before.syn_recv_sock_toa;
     if (parsed <= 0) throw new BenchError('EP3', 'the backend decoded no TOA option during the setup-rate run');
-    return { ...figures, optionsDecoded: parsed };
+    return {
+      ...acceptSummary(test.wall, test.perCpu),
+      control: acceptSummary(control.wall, control.perCpu),
+      method: `side by side, ${rounds} rounds of ${ms} ms, each followed by a control round`,
+      optionsDecoded: parsed,
+    };
   } finally {
-    await a.p.stop();
-    await b.p.stop();
+    for (const s of [a, b, c]) await s.p.stop();
   }
 }
 
@@ -243,21 +293,28 @@ const kmallocSize = (n) => KMALLOC_CLASSES.find((c) => c >= n) ?? n;
 
 /**
  * What socket storage must cost by construction on this kernel, from its
- * BTF: one element (header up to sdata.data, plus the value) and, for a
- * socket's first element, the bpf_local_storage that anchors it, each
- * rounded up to its kmalloc / bpf_mem_alloc size class.
+ * BTF: one element (offsetof(bpf_local_storage_elem, sdata.data) plus the
+ * value, as 6.1+ sizes it) and, for a socket's first element, the
+ * bpf_local_storage that anchors it, each rounded up to its kmalloc size
+ * class. bpftool reads the BTF: pahole 1.24 (here) does not know 6.18's BTF kinds.
  */
 export function storageBytesFromBtf(valueSize) {
-  const r = spawnSync('pahole', ['-C', 'bpf_local_storage_elem,bpf_local_storage_data,bpf_local_storage', '/sys/kernel/btf/vmlinux'],
-    { encoding: 'utf8' });
-  if (r.status !== 0 || !r.stdout) return { error: `pahole: ${(r.stderr || '').split('\n')[0] || r.error?.message}` };
-  const blocks = Object.fromEntries(r.stdout.split(/\n(?=struct )/).map((b) => [/^struct (\w+)/.exec(b)?.[1], b]));
-  const offset = (block, member) => Number(new RegExp(`\\b${member}\\b[^;]*;\\s*/\\*\\s*(\\d+)`).exec(block ?? '')?.[1]);
-  const size = (block) => Number(/size: (\d+)/.exec(block ?? '')?.[1]);
-  const elem = offset(blocks.bpf_local_storage_elem, 'sdata') + offset(blocks.bpf_local_storage_data, 'data') + valueSize;
-  const storage = size(blocks.bpf_local_storage);
-  if (!Number.isFinite(elem) || !Number.isFinite(storage)) return { error: 'unexpected pahole output' };
-  return { elemBytes: elem, storageBytes: storage, perSocket: kmallocSize(elem) + kmallocSize(storage) };
+  const r = spawnSync('bpftool', ['-j', 'btf', 'dump', 'file', '/sys/kernel/btf/vmlinux'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0 || !r.stdout) return { error: `bpftool btf dump: ${(r.stderr || '').split('\n')[0] || r.error?.message}` };
+  const want = new Set(['bpf_local_storage_elem', 'bpf_local_storage_data', 'bpf_local_storage']);
+  const structs = {};
+  for (const t of JSON.parse(r.stdout).types) {
+    if (t.kind === 'STRUCT' && want.has(t.name)) structs[t.name] = t;
+  }
+  const offset = (s, member) => (structs[s]?.members.find((m) => m.name === member)?.bits_offset ?? NaN) / 8;
+  const elem = offset('bpf_local_storage_elem', 'sdata') + offset('bpf_local_storage_data', 'data') + valueSize;
+  const storage = structs.bpf_local_storage?.size ?? NaN;
+  if (!Number.isFinite(elem) || !Number.isFinite(storage)) return { error: 'bpf_local_storage structs missing from the BTF' };
+  return { valueBytes: valueSize, elemBytes: elem, storageBytes: storage, perSocket: kmallocSize(elem) + kmallocSize(storage) };
+}
+
+function skStorageValueSize(pinDir) {
+  return JSON.parse(sh('bpftool', ['-j', 'map', 'show', 'pinned', path.join(pinDir, 'maps', 'toa_sk')])).bytes_value;
 }
 
 /**
@@ -284,8 +341,8 @@ export async function p4Bpf(env, { rounds, conns }) {
     await p.stop();
     return (after - before) / conns;
   };
-  // struct toa_info (kmod/uapi/toa.h) is the map's value
-  const out = { fromStructs: storageBytesFromBtf(distModule('native.js').getBinding().TOA_INFO_SIZE) };
+  // the map's value as the loaded program declares it (struct toa_bpf_sk)
+  const out = { fromStructs: storageBytesFromBtf(skStorageValueSize(env.backend.pinDir)) };
   for (const [label, cliCg] of [['ipv4', cg.cli4], ['ipv6', cg.cli6], ['none', null]]) {
     const per = { plain: [], toa: [] };
     for (let r = 0; r < rounds; r++) {
