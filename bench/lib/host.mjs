@@ -173,9 +173,10 @@ function loadgenAsync(tools, port, ms, conc, cgroup) {
     p.stdout.on('data', (d) => { out += d; });
     p.stderr.on('data', (d) => { out += d; });
     p.on('error', reject);
-    p.on('exit', () => {
+    // 'close', not 'exit': stdout may still hold the answer when the process exits
+    p.on('close', (code, sig) => {
       const m = /conns (\d+) failed (\d+) ms ([\d.]+) cpu_us (\d+)/.exec(out);
-      if (!m || !Number(m[1])) reject(new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`));
+      if (!m || !Number(m[1])) reject(new BenchError('ELOADGEN', `loadgen exited ${code ?? sig}: ${out}`));
       else resolve({ conns: Number(m[1]), rate: Number(m[1]) / (Number(m[3]) / 1000), cpuUs: Number(m[4]) });
     });
   });
