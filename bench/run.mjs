@@ -117,7 +117,8 @@ function rows() {
       add('P3', 'control: the same figure, none vs none, interleaved (noise floor, not judged)', prov, setup, (x) => x.control?.ratio, 'x');
     }
     add('P3', 'getpeername CPU time, TOA present', prov, pn, g((x) => pe(x).toa?.ratio), 'x', le(1.15));
-    add('P3', 'getpeername CPU time, no TOA', prov, pn, g((x) => pe(x).noToa?.ratio), 'x', le(1.15));
+    // #11 asks the module for 1.10x on sockets without TOA, #12 the eBPF backend for 1.15x
+    add('P3', 'getpeername CPU time, no TOA', prov, pn, g((x) => pe(x).noToa?.ratio), 'x', le(k === 'kmod' ? 1.10 : 1.15));
     add('P3', 'getsockopt(TOA_SO_GET_INFO) / getpeername CPU time with the provider (why P1 misses)', prov, pn,
       g((x) => pe(x).toa?.infoVsPeername), 'x');
   }
