@@ -36,9 +36,15 @@ void toa_sock_peer(const struct sock *sk, u16 *family, u8 addr[16],
 	memcpy(addr, &sk->sk_daddr, 4);
 }
 
+/*
+ * A connected TCP stream socket, as getpeername would see it. A raw
+ * IPPROTO_TCP socket has the same sk_protocol and, once connect()ed, a peer
+ * port and TCP_ESTABLISHED (ip4_datagram_connect): only the type tells it
+ * apart.
+ */
 static bool toa_connected(const struct sock *sk)
 {
-	return sk->sk_protocol == IPPROTO_TCP &&
+	return sk->sk_type == SOCK_STREAM && sk->sk_protocol == IPPROTO_TCP &&
 	       READ_ONCE(inet_sk(sk)->inet_dport) &&
 	       !((1 << READ_ONCE(sk->sk_state)) &
 		 (TCPF_CLOSE | TCPF_SYN_SENT | TCPF_LISTEN));

@@ -33,7 +33,8 @@
  * Answer to TOA_SO_GET_LOOKUP. Field for field what Tencent's and DPVS's
  * modules return (20 bytes with padding). Errors: EINVAL when the buffer
  * is shorter or the socket carries no TOA, EFAULT when it carries one that
- * is not NAT64, ENOTCONN when it is not connected.
+ * is not NAT64, ENOTCONN when it is not a connected TCP stream socket
+ * (UDP and raw IPPROTO_TCP sockets included).
  */
 struct toa_nat64_peer {
 	struct in6_addr saddr;
@@ -59,7 +60,8 @@ struct toa_nat64_peer {
  * first 4 bytes, the rest are zero. Ports are in network order.
  * sock_family lets user space format the answer as getpeername would
  * (an IPv4 client on an AF_INET6 socket is ::ffff:a.b.c.d).
- * Errors: EINVAL when optlen < sizeof(struct toa_info), ENOTCONN.
+ * Errors: EINVAL when optlen < sizeof(struct toa_info), ENOTCONN (as for
+ * TOA_SO_GET_LOOKUP).
  */
 struct toa_info {
 	__u32 version;		/* TOA_INFO_VERSION */
