@@ -530,12 +530,20 @@ static __always_inline int sockopt_reply(struct bpf_sockopt *ctx, __u32 len)
 	return 1;
 }
 
-/* the kmod's toa_connected(): what getpeername would call connected */
+/* no UAPI header defines it; 1 everywhere but MIPS, which we do not ship */
+#define TOA_SOCK_STREAM 1
+
+/*
+ * The kmod's toa_connected(): a TCP stream socket getpeername would call
+ * connected. A connect()ed raw IPPROTO_TCP socket has the protocol and the
+ * state too (ip4_datagram_connect): only its type tells it apart.
+ */
 static __always_inline int toa_connected(struct bpf_sock *sk)
 {
 	__u32 s = sk->state;
 
-	return sk->protocol == IPPROTO_TCP && s != BPF_TCP_CLOSE &&
+	return sk->type == TOA_SOCK_STREAM && sk->protocol == IPPROTO_TCP &&
+	       s != BPF_TCP_CLOSE &&
 	       s != BPF_TCP_SYN_SENT && s != BPF_TCP_LISTEN;
 }
 

@@ -76,10 +76,25 @@ static int tcp_pair(int *srv)
 	return c;
 }
 
+/* A raw IPPROTO_TCP socket of `family` connected to loopback port 80. */
+static int raw_tcp(int family, int *fd)
+{
+	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(80),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(80),
+				   .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+
+	*fd = socket(family, SOCK_RAW, IPPROTO_TCP);
+	if (*fd < 0)
+		return -1;
+	return family == AF_INET ? connect(*fd, (struct sockaddr *)&a4, sizeof(a4))
+				 : connect(*fd, (struct sockaddr *)&a6, sizeof(a6));
+}
+
 int main(int argc, char **argv)
 {
 	int rules = argc > 1 ? atoi(argv[1]) : 30;
-	int srv, c, c2, u[2], nl, raw, i;
+	int srv, c, c2, u[2], nl, raw, r4, r6, i;
 	struct ipt_getinfo info;
 	socklen_t il = sizeof(info);
 	struct ipt_get_entries *ent;
@@ -108,6 +123,18 @@ int main(int argc, char **argv)
 	call("TOA 4097 8K", srv, IPPROTO_IP, 4097, 0, BUF, 56);
 	call("TOA 4096 8K unconnected", c2, IPPROTO_IP, 4096, 0, BUF, -1);
 	call("TOA 4097 8K unconnected", c2, IPPROTO_IP, 4097, 0, BUF, -1);
+	/*
+	 * connect()ed raw IPPROTO_TCP sockets: protocol TCP, a peer, state
+	 * ESTABLISHED (ip4_datagram_connect), yet no TCP connection
+	 */
+	if (raw_tcp(AF_INET, &r4) || raw_tcp(AF_INET6, &r6)) {
+		perror("raw IPPROTO_TCP socket");
+		return 2;
+	}
+	call("TOA 4096 raw", r4, IPPROTO_IP, 4096, 0, BUF, -1);
+	call("TOA 4097 raw", r4, IPPROTO_IP, 4097, 0, BUF, -1);
+	call("TOA 4096 raw6", r6, IPPROTO_IP, 4096, 0, BUF, -1);
+	call("TOA 4097 raw6", r6, IPPROTO_IP, 4097, 0, BUF, -1);
 	toa = 0;
 
 	call("TCP_INFO 8K", srv, IPPROTO_TCP, TCP_INFO, 0, BUF, 8);
