@@ -7,7 +7,7 @@ import path from 'node:path';
 import {
   BenchError, LineProc, attachBackend, attachClientOption, makeBpffs, makeCgroup, root, sh, slabBytes, sleep,
 } from './sys.mjs';
-import { abOrder, acceptSummary, ratios, summary } from './stats.mjs';
+import { abOrder, acceptSummary, peernameSummary, ratios, summary } from './stats.mjs';
 
 /**
  * cgroups: `toa` (backend attached), `plain` (nothing), `cli4` / `cli6`
@@ -90,7 +90,11 @@ async function startP2Server(variant, cgroup) {
 /** One load-generator run: connections, their wall rate and the generator's own CPU time. */
 export function loadgen(tools, port, ms, conc, cgroup) {
   const args = ['loadgen', '127.0.0.1', String(port), String(conc), String(ms)];
-  const out = cgroup ? inCgroup(cgroup, tools.probe, args) : sh(tools.probe, args);
+  return parseLoadgen(cgroup ? inCgroup(cgroup, tools.probe, args) : sh(tools.probe, args));
+}
+
+/** The generator's last line: connections, their wall rate and its own CPU time. */
+function parseLoadgen(out) {
   const m = /conns (\d+) failed (\d+) ms ([\d.]+) cpu_us (\d+)/.exec(out);
   if (!m) throw new BenchError('ELOADGEN', `unexpected loadgen output: ${out}`);
   const conns = Number(m[1]);
@@ -175,9 +179,11 @@ function loadgenAsync(tools, port, ms, conc, cgroup) {
     p.on('error', reject);
     // 'close', not 'exit': stdout may still hold the answer when the process exits
     p.on('close', (code, sig) => {
-      const m = /conns (\d+) failed (\d+) ms ([\d.]+) cpu_us (\d+)/.exec(out);
-      if (!m || !Number(m[1])) reject(new BenchError('ELOADGEN', `loadgen exited ${code ?? sig}: ${out}`));
-      else resolve({ conns: Number(m[1]), rate: Number(m[1]) / (Number(m[3]) / 1000), cpuUs: Number(m[4]) });
+      try {
+        resolve(parseLoadgen(out));
+      } catch (e) {
+        reject(new BenchError('ELOADGEN', `loadgen exited ${code ?? sig}: ${e.message}`));
+      }
     });
   });
 }
@@ -274,15 +280,7 @@ export async function p3PeernameBpf(env, { rounds, conns, iters }) {
     }
     for (const h of holders) await h.stop();
     for (const s of Object.values(servers)) await s.stop();
-    out[label] = {
-      plainNs: summary(ns.plain),
-      toaNs: summary(ns.toa),
-      ratio: summary(ratios(ns.toa, ns.plain)),
-      infoFailNs: summary(ns.plainInfo),
-      infoNs: summary(ns.toaInfo),
-      infoVsPeername: summary(ratios(ns.toaInfo, ns.toa)),
-      peer,
-    };
+    out[label] = { ...peernameSummary({ a: ns.plain, b: ns.toa }, { a: ns.plainInfo, b: ns.toaInfo }), peer };
   }
   return out;
 }

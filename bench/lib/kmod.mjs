@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { BenchError, LineProc, onCleanup, sh, sleep, slabBytes } from './sys.mjs';
-import { abOrder, ratios, summary } from './stats.mjs';
+import { abOrder, peernameSummary, summary } from './stats.mjs';
 import { abRates, loadgen, setupRound } from './host.mjs';
 
 export class Kmod {
@@ -91,15 +91,7 @@ export async function p3PeernameKmod(kmod, env, { rounds, conns, iters }) {
           await h.stop();
         }
       }
-      out[label] = {
-        plainNs: summary(ns.a),
-        toaNs: summary(ns.b),
-        ratio: summary(ratios(ns.b, ns.a)),
-        infoFailNs: summary(info.a),
-        infoNs: summary(info.b),
-        infoVsPeername: summary(ratios(info.b, ns.b)),
-        peer,
-      };
+      out[label] = { ...peernameSummary(ns, info), peer };
     }
   } finally {
     await server.stop();

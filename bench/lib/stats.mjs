@@ -50,3 +50,19 @@ export function acceptSummary(wall, perCpu) {
     ratio: summary(ratios(perCpu.b, perCpu.a)),
   };
 }
+
+/**
+ * getpeername cost of a socket without (a) and with (b) a provider, in ns per
+ * call, and of TOA_SO_GET_INFO on each (`info`): a refused query on a, an
+ * answer on b.
+ */
+export function peernameSummary(ns, info) {
+  return {
+    plainNs: summary(ns.a),
+    toaNs: summary(ns.b),
+    ratio: summary(ratios(ns.b, ns.a)),
+    infoFailNs: summary(info.a),
+    infoNs: summary(info.b),
+    infoVsPeername: summary(ratios(info.b, ns.b)),
+  };
+}
