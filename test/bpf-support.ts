@@ -18,11 +18,15 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 /** $TOA_BPF_OBJ, else the object `make -C bpf` builds (built here when missing). */
 export function bpfObject(): string {
   if (process.env.TOA_BPF_OBJ) return process.env.TOA_BPF_OBJ;
-  const obj = path.join(root, 'bpf/dist/toa.bpf.o');
-  const src = ['toa.bpf.c', 'toa_bpf.h'].map((f) => path.join(root, 'bpf', f));
-  const stale = !fs.existsSync(obj) || src.some((s) => fs.statSync(s).mtimeMs > fs.statSync(obj).mtimeMs);
-  if (stale) execFileSync('make', ['-s', '-C', path.join(root, 'bpf')], { stdio: 'pipe' });
-  return obj;
+  return made(path.join(root, 'bpf'), 'dist/toa.bpf.o', ['toa.bpf.c', 'toa_bpf.h']);
+}
+
+/** `dir`/`obj`, run `make -C dir` first only when it is missing or older than a source. */
+function made(dir: string, obj: string, sources: string[]): string {
+  const out = path.join(dir, obj);
+  const stale = !fs.existsSync(out) || sources.some((s) => fs.statSync(path.join(dir, s)).mtimeMs > fs.statSync(out).mtimeMs);
+  if (stale) execFileSync('make', ['-s', '-C', dir], { stdio: 'pipe' });
+  return out;
 }
 
 /**
@@ -30,13 +34,7 @@ export function bpfObject(): string {
  * guest harness before a guest boots (arm64 guests have no clang), here otherwise.
  */
 export function verifierRejectObject(): string {
-  const dir = path.join(root, 'test/fixtures/bpf');
-  const obj = path.join(dir, 'build/verifier-reject.bpf.o');
-  const src = path.join(dir, 'verifier-reject.bpf.c');
-  if (!fs.existsSync(obj) || fs.statSync(src).mtimeMs > fs.statSync(obj).mtimeMs) {
-    execFileSync('make', ['-s', '-C', dir], { stdio: 'pipe' });
-  }
-  return obj;
+  return made(path.join(root, 'test/fixtures/bpf'), 'build/verifier-reject.bpf.o', ['verifier-reject.bpf.c']);
 }
 
 export function requireRoot(): void {
