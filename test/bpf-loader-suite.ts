@@ -23,11 +23,17 @@ const CLIENT = '198.51.100.7';
 const TYPES = { toa_sockops: 3, toa_peername4: 29, toa_peername6: 30, toa_getsockopt: 21 } as const;
 const BPFTOOL_TYPES = { toa_sockops: 'sock_ops', toa_peername4: 'getpeername4', toa_peername6: 'getpeername6', toa_getsockopt: 'getsockopt' };
 
+const AS_NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--'];
+
 function cli(args: string[], o: { user?: boolean; env?: Record<string, string> } = {}) {
   if (!fs.existsSync(CLI)) throw new Error(`${CLI} missing: run npm run build first`);
-  const cmd = o.user
-    ? ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', '--', process.execPath, CLI, ...args]
-    : [process.execPath, CLI, ...args];
+  // Otherwise node itself fails to load the CLI as that user (exit 1, nothing on
+  // stdout), which would read as a wrong answer about permissions.
+  if (o.user && spawnSync(AS_NOBODY[0], [...AS_NOBODY.slice(1), '/usr/bin/test', '-r', CLI]).status !== 0) {
+    throw new Error(`uid 65534 cannot read ${CLI}: the checkout must be readable by other users ` +
+      `(mktemp -d makes it mode 0700; .ci/run opens it): chmod o+rx on ${root} and its parents`);
+  }
+  const cmd = o.user ? [...AS_NOBODY, process.execPath, CLI, ...args] : [process.execPath, CLI, ...args];
   const r = spawnSync(cmd[0], cmd.slice(1), { encoding: 'utf8', env: { ...process.env, ...o.env }, timeout: 60000 });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
