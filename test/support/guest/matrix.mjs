@@ -277,7 +277,14 @@ async function runKernel(kernel, opts, shared) {
     entry.selftest = { expected, found };
     const missing = expected.filter((x) => !found.includes(x));
     if (!selftest) entry.reasons.push('detector self-test: its marker lines are not in the kernel log (module not loaded?)');
-    else if (missing.length) entry.reasons.push(`detector self-test: the ${missing.join(' and ')} report(s) it triggered were not detected`);
+    else if (missing.length) {
+      // the module says when KFENCE never handed it an object; the pool's state says why
+      const noAlloc = /toa-selftest \S+: (no KFENCE allocation[^\n]*)/.exec(dmesg)?.[1];
+      const statsFile = path.join(resultsDir, 'kfence-stats.txt');
+      const stats = fs.existsSync(statsFile) ? fs.readFileSync(statsFile, 'utf8').trim().split('\n').join(', ') : 'no KFENCE stats';
+      entry.reasons.push(`detector self-test: the ${missing.join(' and ')} report(s) it triggered were not detected` +
+        (noAlloc ? ` (${noAlloc}; KFENCE before it: ${stats})` : ''));
+    }
   }
   const guestFail = consoleText.split('\n').filter((l) => /TOA-GUEST-FAIL/.test(l));
   if (outcome.timedOut) entry.reasons.push(outcome.bootMs === null ? 'guest did not boot in time (hang?)' : 'guest timed out (hang?)');
