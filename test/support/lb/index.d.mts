@@ -21,10 +21,15 @@ export interface ConnectOptions {
   option?: Bytes;
   placement?: PlacementName | PlacementName[] | number;
   timeoutMs?: number;
+  /** the kernel's Fast Open client (TCP_FASTOPEN_CONNECT); `data` goes in the SYN when a cookie is cached */
+  fastOpen?: boolean;
+  data?: Bytes;
 }
 
 export declare class ClientConnection {
   readonly localPort: number;
+  /** fastOpen only: the SYN-ACK acknowledged data sent in the SYN (TCPI_OPT_SYN_DATA) */
+  readonly synDataAcked?: boolean;
   readonly family: Family;
   readonly balancer: { address: string; port: number };
   send(data: Bytes): Promise<number>;
@@ -93,6 +98,9 @@ export declare class LoadBalancer {
   craftAddresses(family?: Family): string[];
   netnsPath(): string;
   connect(o: ConnectOptions): Promise<ClientConnection>;
+  sysctl(name: string, value?: string | number): Promise<string>;
+  netstat(name: string): number;
+  nsIp(lines: string[]): string;
   craft(specs: CraftSpec[], o?: { timeoutMs?: number; window?: number }): Promise<CraftResult[]>;
   capture(o?: { iface?: string; filter?: string; snaplen?: number }): Promise<Capture>;
   close(): Promise<void>;

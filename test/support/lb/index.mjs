@@ -358,7 +358,7 @@ export class LoadBalancer {
    * `option` (a Buffer, or toaOption() fields) in the segments named by
    * `placement` ('syn' | 'ack' | 'data' | 'all' | 'none', or an array).
    */
-  async connect({ port, family, host, option, toa, placement, timeoutMs = 5000 }) {
+  async connect({ port, family, host, option, toa, placement, timeoutMs = 5000, fastOpen = false, data }) {
     if (!Number.isInteger(port)) throw new LbError('EINVAL', 'connect: server port required');
     const fam = family ?? (host && net.isIP(host) === 6 ? 6 : 4);
     const opt = option !== undefined ? toBuffer(option) : toa ? toaOption(toa) : undefined;
@@ -366,9 +366,33 @@ export class LoadBalancer {
     const mask = opt ? placementMask(placement) : 0;
     const localPort = this.allocPort();
     const dst = host ?? this.serverAddress(fam);
+    const fo = fastOpen ? ` fastopen ${hex(toBuffer(data))}` : '';
+    if (!fastOpen && data !== undefined) throw new LbError('EINVAL', 'connect: data needs fastOpen (else use send())');
     const r = await this.helper.command(
-      `connect ${dst} ${port} ${this.balancerAddress(fam)} ${localPort} ${mask} ${hex(opt)} ${timeoutMs}`);
-    return new ClientConnection(this, Number(r.value), localPort, fam);
+      `connect ${dst} ${port} ${this.balancerAddress(fam)} ${localPort} ${mask} ${hex(opt)} ${timeoutMs}${fo}`);
+    const [cid, synData] = r.value.split(' ').map(Number);
+    const conn = new ClientConnection(this, cid, localPort, fam);
+    if (fastOpen) conn.synDataAcked = synData === 1;
+    return conn;
+  }
+
+  /**
+   * Reads (and with `value`, writes) a net.* sysctl of the emulator's netns,
+   * the client side's (e.g. 'net/ipv4/tcp_fastopen'). Resolves with the old value.
+   */
+  async sysctl(name, value) {
+    const r = await this.helper.command(`sysctl ${name}${value === undefined ? '' : ` ${value}`}`);
+    return r.value;
+  }
+
+  /** A counter of /proc/net/netstat in the emulator's netns (e.g. 'TCPFastOpenActive'). */
+  netstat(name) {
+    const lines = fs.readFileSync(`/proc/${this.helperPid}/net/netstat`, 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const k = lines[i].split(/\s+/).indexOf(name);
+      if (k > 0) return Number(lines[i + 1].split(/\s+/)[k]);
+    }
+    throw new LbError('ENOENT', `no ${name} in the emulator's /proc/net/netstat`);
   }
 
   async ensureTun() {

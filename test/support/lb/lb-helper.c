@@ -9,6 +9,8 @@
  * one line per command on stdout ("ok ..." or "err CODE message").
  *
  *   connect DST DPORT SRC SPORT PLACEMENT OPTHEX TIMEOUT_MS  -> ok CID
+ *   connect ... TIMEOUT_MS fastopen DATAHEX        -> ok CID SYNDATA_ACKED
+ *   sysctl PATH [VALUE]    (under /proc/sys/net/)  -> ok OLDVALUE
  *   send CID HEX                                             -> ok NBYTES
  *   recv CID MAX TIMEOUT_MS                                  -> ok HEX | ok - (EOF)
  *   close CID rst|fin                                        -> ok
@@ -28,6 +30,7 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -211,8 +214,13 @@ static void cmd_connect(char **tok, int ntok)
 	socklen_t elen;
 	int one = 1;
 
-	if (ntok != 8)
-		return reply_err(EINVAL, "usage: connect DST DPORT SRC SPORT PLACEMENT OPTHEX TIMEOUT_MS");
+	static uint8_t fo_data[4096];
+	int fastopen = ntok == 10 && !strcmp(tok[8], "fastopen"), fo_n = 0, deferred = 0;
+
+	if (ntok != 8 && !fastopen)
+		return reply_err(EINVAL, "usage: connect DST DPORT SRC SPORT PLACEMENT OPTHEX TIMEOUT_MS [fastopen DATAHEX]");
+	if (fastopen && (fo_n = unhex(tok[9], fo_data, sizeof(fo_data))) < 0)
+		return reply_err(EINVAL, "fastopen data: even-length hex, at most 4096 bytes");
 	sport = atoi(tok[4]);
 	dlen = parse_addr(tok[1], atoi(tok[2]), &dst);
 	slen = strcmp(tok[3], "-") ? parse_addr(tok[3], sport, &src) : 0;
@@ -248,8 +256,30 @@ static void cmd_connect(char **tok, int ntok)
 		close(fd);
 		return;
 	}
-	if (connect(fd, (void *)&dst, dlen) && errno != EINPROGRESS) {
-		reply_err(errno, "connect");
+	/*
+	 * The kernel's own Fast Open client: with a cookie cached for this
+	 * destination connect() sends nothing and the first send() goes out
+	 * as SYN+data+cookie; without one connect() sends a SYN asking for a
+	 * cookie and the data follows the handshake.
+	 */
+	if (fastopen && setsockopt(fd, IPPROTO_TCP, TCP_FASTOPEN_CONNECT, &one, sizeof(one))) {
+		reply_err(errno, "TCP_FASTOPEN_CONNECT");
+		close(fd);
+		return;
+	}
+	if (connect(fd, (void *)&dst, dlen)) {
+		if (errno != EINPROGRESS) {
+			reply_err(errno, "connect");
+			close(fd);
+			return;
+		}
+	} else {
+		deferred = fastopen;
+	}
+	errno = 0;
+	/* MSG_DONTWAIT: the deferred connect must not block this helper */
+	if (deferred && fo_n && send(fd, fo_data, fo_n, MSG_NOSIGNAL | MSG_DONTWAIT) != fo_n) {
+		reply_err(errno ? errno : EMSGSIZE, "send in SYN");
 		close(fd);
 		return;
 	}
@@ -267,8 +297,22 @@ static void cmd_connect(char **tok, int ntok)
 		close(fd);
 		return;
 	}
+	errno = 0;
+	if (fastopen && !deferred && fo_n && send(fd, fo_data, fo_n, MSG_NOSIGNAL) != fo_n) {
+		reply_err(errno ? errno : EMSGSIZE, "send after handshake");
+		close(fd);
+		return;
+	}
 	conn_fd[cid] = fd;
-	reply_ok("%d", cid);
+	if (!fastopen)
+		return reply_ok("%d", cid);
+	struct tcp_info ti;
+
+	/* set from the SYN-ACK: it acknowledged data sent in the SYN */
+	elen = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &elen);
+	reply_ok("%d %d", cid, !!(ti.tcpi_options & TCPI_OPT_SYN_DATA));
 }
 
 static int get_conn(const char *s)
@@ -357,6 +401,30 @@ static void cmd_stats(char **tok, int ntok)
 	if (bpf_map_lookup_elem(map_fd, &port, &cfg))
 		return reply_err(errno, "no such emulated connection");
 	reply_ok("%u %u %u %d", cfg.n_syn, cfg.n_ack, cfg.n_data, cfg.last_err);
+}
+
+/* The helper's netns has its own net.* sysctls (the client side's). */
+static void cmd_sysctl(char **tok, int ntok)
+{
+	char path[256], old[128];
+	ssize_t n;
+	int fd;
+
+	if ((ntok != 2 && ntok != 3) || strncmp(tok[1], "net/", 4) || strstr(tok[1], ".."))
+		return reply_err(EINVAL, "usage: sysctl net/PATH [VALUE]");
+	snprintf(path, sizeof(path), "/proc/sys/%s", tok[1]);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return reply_err(errno, path);
+	n = read(fd, old, sizeof(old) - 1);
+	close(fd);
+	if (n < 0)
+		return reply_err(errno, path);
+	old[n] = 0;
+	old[strcspn(old, "\n")] = 0;
+	if (ntok == 3 && write_file(path, tok[2]))
+		return reply_err(errno, path);
+	reply_ok("%s", old);
 }
 
 static void cmd_tun(void)
@@ -873,6 +941,8 @@ int main(int argc, char **argv)
 			cmd_close(tok, n);
 		else if (!strcmp(tok[0], "stats"))
 			cmd_stats(tok, n);
+		else if (!strcmp(tok[0], "sysctl"))
+			cmd_sysctl(tok, n);
 		else if (!strcmp(tok[0], "tun"))
 			cmd_tun();
 		else if (!strcmp(tok[0], "craft"))
