@@ -56,33 +56,33 @@ struct synrecv_data {
  * Addresses no client can have, whatever a balancer (or a spoofer) wrote:
  * counted per class, never adopted. v4-mapped forms count as IPv4.
  */
-static bool bogus_v4(__be32 a)
+static bool bogus_v4(const struct net *net, __be32 a)
 {
 	if (ipv4_is_zeronet(a))
-		TOA_INC(bogus_unspecified);
+		TOA_NET_INC(net, bogus_unspecified);
 	else if (ipv4_is_loopback(a))
-		TOA_INC(bogus_loopback);
+		TOA_NET_INC(net, bogus_loopback);
 	else if (ipv4_is_multicast(a))
-		TOA_INC(bogus_multicast);
+		TOA_NET_INC(net, bogus_multicast);
 	else if (ipv4_is_lbcast(a))
-		TOA_INC(bogus_broadcast);
+		TOA_NET_INC(net, bogus_broadcast);
 	else
 		return false;
 	return true;
 }
 
-static bool bogus(const struct toa_addr *a)
+static bool bogus(const struct net *net, const struct toa_addr *a)
 {
 	if (!a->is_v6)
-		return bogus_v4(a->v4);
+		return bogus_v4(net, a->v4);
 	if (ipv6_addr_v4mapped(&a->v6))
-		return bogus_v4(a->v6.s6_addr32[3]);
+		return bogus_v4(net, a->v6.s6_addr32[3]);
 	if (ipv6_addr_any(&a->v6))
-		TOA_INC(bogus_unspecified);
+		TOA_NET_INC(net, bogus_unspecified);
 	else if (ipv6_addr_loopback(&a->v6))
-		TOA_INC(bogus_loopback);
+		TOA_NET_INC(net, bogus_loopback);
 	else if (ipv6_addr_is_multicast(&a->v6))
-		TOA_INC(bogus_multicast);
+		TOA_NET_INC(net, bogus_multicast);
 	else
 		return false;
 	return true;
@@ -90,6 +90,7 @@ static bool bogus(const struct toa_addr *a)
 
 static void toa_learn(struct sock *child, const struct sk_buff *skb)
 {
+	const struct net *net = sock_net(child);
 	const struct tcphdr *th = tcp_hdr(skb);
 	const u8 *nh = skb_network_header(skb);
 	struct toa_kinds kinds;
@@ -104,16 +105,16 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 	if ((const u8 *)th < skb->head ||
 	    (const u8 *)th + sizeof(*th) > skb_tail_pointer(skb) ||
 	    nh < skb->head || nh >= (const u8 *)th) {
-		TOA_INC(not_linear);
+		TOA_NET_INC(net, not_linear);
 		goto no_toa;
 	}
 	thlen = th->doff * 4;
 	if (thlen < sizeof(*th) || (const u8 *)th + thlen > skb_tail_pointer(skb)) {
-		TOA_INC(not_linear);
+		TOA_NET_INC(net, not_linear);
 		goto no_toa;
 	}
 	if (!toa_params_port_ok(th->dest)) {
-		TOA_INC(port_skipped);
+		TOA_NET_INC(net, port_skipped);
 		goto no_toa;
 	}
 
@@ -123,7 +124,7 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 	case TOA_PARSE_FOUND:
 		break;
 	case TOA_PARSE_MALFORMED:
-		TOA_INC(malformed);
+		TOA_NET_INC(net, malformed);
 		goto no_toa;
 	default:
 		goto no_toa;
@@ -133,22 +134,22 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 				   (const void *)&ipv6_hdr(skb)->saddr :
 				   (const void *)&ip_hdr(skb)->saddr);
 	if (trust == 0) {
-		TOA_INC(untrusted);
+		TOA_NET_INC(net, untrusted);
 		/* remembered so TOA_SO_GET_INFO can say why nothing was used */
 		toa_table_store(child, &a, TOA_E_UNTRUSTED);
 		goto no_toa;
 	}
 	/* counted once: an untrusted source's claim is "untrusted" above */
-	if (bogus(&a))
+	if (bogus(net, &a))
 		goto no_toa;
 	if (trust > 0)
 		flags |= TOA_E_TRUSTED;
 	if (toa_table_store(child, &a, flags))
 		goto no_toa;
-	TOA_INC(syn_recv_sock_toa);
+	TOA_NET_INC(net, syn_recv_sock_toa);
 	return;
 no_toa:
-	TOA_INC(syn_recv_sock_no_toa);
+	TOA_NET_INC(net, syn_recv_sock_no_toa);
 }
 
 static int synrecv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -245,7 +246,7 @@ static int getname_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 		sin6->sin6_flowinfo = 0;
 		sin6->sin6_scope_id = 0;
 	}
-	TOA_INC(getname_toa_ok);
+	TOA_NET_INC(sock_net(sk), getname_toa_ok);
 	return 0;
 }
 

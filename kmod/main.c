@@ -48,8 +48,9 @@ err_stats:
 static void __exit toa_exit(void)
 {
 	toa_sockopt_exit();
-	toa_proc_exit();
+	/* hooks before the namespaces' counters they write */
 	toa_hooks_exit();
+	toa_proc_exit();
 	toa_table_exit();
 	toa_params_exit();
 	toa_stats_exit();

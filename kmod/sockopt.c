@@ -60,11 +60,11 @@ static int get_lookup(struct sock *sk, void __user *user, int *len)
 	if (!toa_connected(sk))
 		return -ENOTCONN;
 	if (!toa_table_lookup(sk, &f) || (f.flags & TOA_E_UNTRUSTED)) {
-		TOA_INC(getname_toa_empty);
+		TOA_NET_INC(sock_net(sk), getname_toa_empty);
 		return -EINVAL;
 	}
 	if (!(f.flags & TOA_E_NAT64)) {
-		TOA_INC(getname_toa_mismatch);
+		TOA_NET_INC(sock_net(sk), getname_toa_mismatch);
 		return -EFAULT;
 	}
 	memset(&peer, 0, sizeof(peer));
@@ -73,7 +73,7 @@ static int get_lookup(struct sock *sk, void __user *user, int *len)
 	if (copy_to_user(user, &peer, sizeof(peer)))
 		return -EFAULT;
 	*len = sizeof(peer);
-	TOA_INC(getname_toa_ok);
+	TOA_NET_INC(sock_net(sk), getname_toa_ok);
 	return 0;
 }
 

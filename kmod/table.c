@@ -155,7 +155,7 @@ bool toa_table_lookup(const struct sock *sk, struct toa_found *out)
 			continue;
 		if (!ident_match(&e->id, sk, cookie)) {
 			/* same socket, other connection: reconnected */
-			TOA_INC(getname_toa_mismatch);
+			TOA_NET_INC(sock_net(sk), getname_toa_mismatch);
 			break;
 		}
 		out->addr.v6 = e->addr.v6;

@@ -125,17 +125,16 @@ size_t toa_table_seq_private_size(void);
 
 /* ---- stats.c ---- */
 
-struct toa_stats {
+/*
+ * Event counters, one set per network namespace: a namespace (a container)
+ * sees the connections made in it, no other tenant's. Kept per CPU.
+ */
+struct toa_net_stats {
 	u64 syn_recv_sock_toa;
 	u64 syn_recv_sock_no_toa;
 	u64 getname_toa_ok;
 	u64 getname_toa_mismatch;
 	u64 getname_toa_empty;
-	u64 ip6_address_alloc;
-	u64 ip6_address_free;
-	u64 entry_alloc;
-	u64 entry_free;
-	u64 entry_alloc_fail;
 	u64 untrusted;
 	u64 malformed;
 	u64 not_linear;
@@ -146,9 +145,21 @@ struct toa_stats {
 	u64 bogus_broadcast;
 };
 
-extern struct toa_stats __percpu *toa_stats;
+/* The module's own memory, host-wide: shown in the initial namespace only. */
+struct toa_mem_stats {
+	u64 ip6_address_alloc;
+	u64 ip6_address_free;
+	u64 entry_alloc;
+	u64 entry_free;
+	u64 entry_alloc_fail;
+};
+
+extern struct toa_mem_stats __percpu *toa_mem_stats;
+/* The namespace's counters; valid while the caller holds a socket of it. */
+struct toa_net_stats __percpu *toa_net_stats(const struct net *net);
 /* Safe from preemptible context (sockopt) as well as from probes. */
-#define TOA_INC(field) this_cpu_inc(toa_stats->field)
+#define TOA_INC(field) this_cpu_inc(toa_mem_stats->field)
+#define TOA_NET_INC(net, field) this_cpu_inc(toa_net_stats(net)->field)
 
 int toa_stats_init(void);
 void toa_stats_exit(void);

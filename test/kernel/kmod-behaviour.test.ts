@@ -1,10 +1,13 @@
 // toa.ko held to the shared behaviour table, plus its lifecycle contract:
-// dmesg lines, /proc files in every network namespace, parameter parsing.
+// dmesg lines, /proc files in every network namespace (counters per
+// namespace), parameter parsing.
 import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { describe, it, expect, beforeAll } from 'vitest';
-import { behaviourSuite } from '../spec/behaviour';
-import { getParam, insmod, kernelLog, kernelTrouble, kmodBackend, loaded, rmmod, setParam } from '../spec/kmod';
+// @ts-expect-error -- plain ESM helper without type declarations
+import { createLoadBalancer } from '../support/lb/index.mjs';
+import { behaviourSuite, CLIENT_PORT, CLIENT_V4, runCase } from '../spec/behaviour';
+import { getParam, insmod, kernelLog, kernelTrouble, kmodBackend, loaded, rmmod, setParam, stats } from '../spec/kmod';
 
 describe('toa.ko lifecycle', () => {
   beforeAll(() => {
@@ -26,11 +29,31 @@ describe('toa.ko lifecycle', () => {
     insmod();
     const out = execFileSync('unshare', ['-n', 'sh', '-c', 'cat /proc/self/net/toa_stats; cat /proc/self/net/toa_table'], { encoding: 'utf8' });
     for (const name of ['syn_recv_sock_toa', 'syn_recv_sock_no_toa', 'getname_toa_ok', 'getname_toa_mismatch',
-      'getname_toa_empty', 'ip6_address_alloc', 'ip6_address_free', 'untrusted', 'malformed', 'port_skipped',
+      'getname_toa_empty', 'untrusted', 'malformed', 'not_linear', 'port_skipped',
       'bogus_unspecified', 'bogus_loopback', 'bogus_multicast', 'bogus_broadcast']) {
       expect(out).toMatch(new RegExp(`^${name}\\s`, 'm'));
     }
     expect(out).toMatch(/^cookie local_port remote client kind flags$/m);
+  });
+
+  it('counts events per network namespace; memory rows and gauges only in the initial one', async () => {
+    if (loaded()) rmmod();
+    insmod();
+    const lb = await createLoadBalancer();
+    try {
+      const { seen } = await runCase(lb, { listen: '0.0.0.0', lbFamily: 4, toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT } });
+      expect(seen.remoteAddress).toBe(CLIENT_V4);
+    } finally {
+      await lb.close();
+    }
+    const host = stats();
+    expect(host.syn_recv_sock_toa).toBe(1);
+    expect(host.entry_alloc).toBe(1);
+    const other = stats(execFileSync('unshare', ['-n', 'cat', '/proc/self/net/toa_stats'], { encoding: 'utf8' }));
+    expect(other.syn_recv_sock_toa, 'another namespace sees no connection of this one').toBe(0);
+    expect(other.getname_toa_ok).toBe(0);
+    for (const name of ['entry_alloc', 'ip6_address_alloc', 'table_entries', 'probe_missed']) expect(other).not.toHaveProperty(name);
+    rmmod();
   });
 
   it('parses parameters and rejects bad ones', () => {

@@ -70,10 +70,10 @@ export function getParam(name: string): string {
   return fs.readFileSync(`/sys/module/toa/parameters/${name}`, 'utf8').trim();
 }
 
-/** /proc/net/toa_stats: each counter summed over CPUs, plus the gauges. */
-export function stats(): Record<string, number> {
+/** /proc/net/toa_stats (or a copy read elsewhere): each counter summed over CPUs, plus the gauges. */
+export function stats(text = fs.readFileSync('/proc/net/toa_stats', 'utf8')): Record<string, number> {
   const out: Record<string, number> = {};
-  const lines = fs.readFileSync('/proc/net/toa_stats', 'utf8').trim().split('\n').slice(1);
+  const lines = text.trim().split('\n').slice(1);
   for (const line of lines) {
     const [name, ...vals] = line.trim().split(/\s+/);
     out[name] = vals.reduce((s, v) => s + Number(v), 0);
