@@ -38,7 +38,16 @@
 #define TOA_BUCKETS	(1U << TOA_HASH_BITS)
 
 static struct hlist_bl_head *toa_hash;
-static struct kmem_cache *toa_cache;
+static struct kmem_cache *toa_cache;		/* struct toa_entry, 64 B */
+static struct kmem_cache *toa_cache_wide;	/* struct toa_entry_wide */
+
+/* the promise README and kmod-memory hold it to (64-bit, network namespaces) */
+static_assert(sizeof(struct toa_entry) <= 64);
+
+static struct toa_entry_wide *wide_of(const struct toa_entry *e)
+{
+	return container_of(e, struct toa_entry_wide, e);
+}
 
 static struct hlist_bl_head *bucket(u64 cookie)
 {
@@ -63,9 +72,10 @@ static void peer_of(const struct sock *sk, struct in6_addr *peer)
 	ipv6_addr_set_v4mapped(READ_ONCE(sk->sk_daddr), peer);
 }
 
-static bool ident_match(const struct toa_ident *id, const struct sock *sk,
+static bool ident_match(const struct toa_entry *e, const struct sock *sk,
 			u64 cookie)
 {
+	const struct toa_ident *id = &e->id;
 	struct in6_addr peer;
 
 	if (id->cookie != cookie || !net_eq(read_pnet(&id->net), sock_net(sk)) ||
@@ -73,7 +83,32 @@ static bool ident_match(const struct toa_ident *id, const struct sock *sk,
 	    id->rport != READ_ONCE(inet_sk(sk)->inet_dport))
 		return false;
 	peer_of(sk, &peer);
-	return ipv6_addr_equal(&id->peer, &peer);
+	if (e->flags & TOA_E_WIDE)
+		return ipv6_addr_equal(&wide_of(e)->peer, &peer);
+	return ipv6_addr_v4mapped(&peer) && peer.s6_addr32[3] == id->peer4;
+}
+
+/* The balancer the entry was made for, IPv4 as ::ffff:a.b.c.d. */
+static void entry_peer(const struct toa_entry *e, struct in6_addr *peer)
+{
+	if (e->flags & TOA_E_WIDE)
+		*peer = wide_of(e)->peer;
+	else
+		ipv6_addr_set_v4mapped(e->id.peer4, peer);
+}
+
+static void entry_found(const struct toa_entry *e, struct toa_found *out)
+{
+	memset(&out->addr, 0, sizeof(out->addr));
+	if (e->flags & TOA_E_NAT64)
+		out->addr.v6 = wide_of(e)->addr.v6;
+	else if (e->flags & TOA_E_WIDE)
+		out->addr.v4 = wide_of(e)->addr.v4;
+	else
+		out->addr.v4 = e->addr4;
+	out->port = e->port;
+	out->kind = e->kind;
+	out->flags = e->flags;
 }
 
 static void entry_free_rcu(struct rcu_head *head)
@@ -83,18 +118,29 @@ static void entry_free_rcu(struct rcu_head *head)
 	if (e->flags & TOA_E_NAT64)
 		TOA_INC(ip6_address_free);
 	TOA_INC(entry_free);
-	kmem_cache_free(toa_cache, e);
+	if (e->flags & TOA_E_WIDE)
+		kmem_cache_free(toa_cache_wide, wide_of(e));
+	else
+		kmem_cache_free(toa_cache, e);
 }
 
 int toa_table_store(struct sock *sk, const struct toa_addr *a, u8 flags)
 {
 	struct toa_entry *e, *it, *old = NULL;
+	struct toa_entry_wide *w = NULL;
 	struct hlist_bl_node *pos;
 	struct hlist_bl_head *b;
+	struct in6_addr peer;
 	unsigned long irqf;
 	u32 ck[2];
 
-	e = kmem_cache_alloc(toa_cache, GFP_ATOMIC);
+	peer_of(sk, &peer);
+	if (a->is_v6 || !ipv6_addr_v4mapped(&peer)) {
+		w = kmem_cache_alloc(toa_cache_wide, GFP_ATOMIC);
+		e = w ? &w->e : NULL;
+	} else {
+		e = kmem_cache_alloc(toa_cache, GFP_ATOMIC);
+	}
 	if (!e) {
 		TOA_INC(entry_alloc_fail);
 		return -ENOMEM;
@@ -103,18 +149,24 @@ int toa_table_store(struct sock *sk, const struct toa_addr *a, u8 flags)
 	sock_diag_save_cookie(sk, ck);
 	e->id.cookie = (u64)ck[1] << 32 | ck[0];
 	write_pnet(&e->id.net, sock_net(sk));
-	peer_of(sk, &e->id.peer);
 	e->id.lport = inet_sk(sk)->inet_sport;
 	e->id.rport = inet_sk(sk)->inet_dport;
-	if (a->is_v6)
-		e->addr.v6 = a->v6;
-	else {
-		memset(&e->addr, 0, sizeof(e->addr));
-		e->addr.v4 = a->v4;
-	}
 	e->port = a->port;
 	e->kind = a->kind;
-	e->flags = flags | (a->is_v6 ? TOA_E_NAT64 : 0);
+	e->flags = flags | (a->is_v6 ? TOA_E_NAT64 : 0) | (w ? TOA_E_WIDE : 0);
+	if (w) {
+		e->id.peer4 = 0;
+		e->addr4 = 0;
+		w->peer = peer;
+		memset(&w->addr, 0, sizeof(w->addr));
+		if (a->is_v6)
+			w->addr.v6 = a->v6;
+		else
+			w->addr.v4 = a->v4;
+	} else {
+		e->id.peer4 = peer.s6_addr32[3];
+		e->addr4 = a->v4;
+	}
 	/* counted before it is visible: a reader never sees free > alloc */
 	TOA_INC(entry_alloc);
 	if (a->is_v6)
@@ -153,15 +205,12 @@ bool toa_table_lookup(const struct sock *sk, struct toa_found *out)
 	hlist_bl_for_each_entry_rcu(e, pos, bucket(cookie), node) {
 		if (e->id.cookie != cookie)
 			continue;
-		if (!ident_match(&e->id, sk, cookie)) {
+		if (!ident_match(e, sk, cookie)) {
 			/* same socket, other connection: reconnected */
 			TOA_NET_INC(sock_net(sk), getname_toa_mismatch);
 			break;
 		}
-		out->addr.v6 = e->addr.v6;
-		out->port = e->port;
-		out->kind = e->kind;
-		out->flags = e->flags;
+		entry_found(e, out);
 		found = true;
 		break;
 	}
@@ -290,23 +339,27 @@ static void toa_seq_stop(struct seq_file *seq, void *v)
 static int toa_seq_show(struct seq_file *seq, void *v)
 {
 	const struct toa_entry *e = v;
+	struct in6_addr peer;
+	struct toa_found f;
 
 	if (v == SEQ_START_TOKEN) {
 		seq_puts(seq, "cookie local_port remote client kind flags\n");
 		return 0;
 	}
 	seq_printf(seq, "%llu %u ", e->id.cookie, ntohs(e->id.lport));
-	if (ipv6_addr_v4mapped(&e->id.peer))
-		seq_printf(seq, "%pI4:%u ", &e->id.peer.s6_addr32[3], ntohs(e->id.rport));
+	entry_peer(e, &peer);
+	if (ipv6_addr_v4mapped(&peer))
+		seq_printf(seq, "%pI4:%u ", &peer.s6_addr32[3], ntohs(e->id.rport));
 	else
-		seq_printf(seq, "[%pI6c]:%u ", &e->id.peer, ntohs(e->id.rport));
-	if (e->flags & TOA_E_NAT64)
-		seq_printf(seq, "[%pI6c]:%u", &e->addr.v6, ntohs(e->port));
+		seq_printf(seq, "[%pI6c]:%u ", &peer, ntohs(e->id.rport));
+	entry_found(e, &f);
+	if (f.flags & TOA_E_NAT64)
+		seq_printf(seq, "[%pI6c]:%u", &f.addr.v6, ntohs(f.port));
 	else
-		seq_printf(seq, "%pI4:%u", &e->addr.v4, ntohs(e->port));
-	seq_printf(seq, " %u %s\n", e->kind,
-		   e->flags & TOA_E_UNTRUSTED ? "untrusted" :
-		   e->flags & TOA_E_TRUSTED ? "trusted" : "-");
+		seq_printf(seq, "%pI4:%u", &f.addr.v4, ntohs(f.port));
+	seq_printf(seq, " %u %s\n", f.kind,
+		   f.flags & TOA_E_UNTRUSTED ? "untrusted" :
+		   f.flags & TOA_E_TRUSTED ? "trusted" : "-");
 	return 0;
 }
 
@@ -323,14 +376,19 @@ int toa_table_init(void)
 	if (!toa_hash)
 		return -ENOMEM;
 	/*
-	 * Own cache for the exact object size. SLUB may still merge it with
-	 * another cache of that size (SLAB_MERGE_DEFAULT), so slab counts are
-	 * read from /sys/kernel/slab/toa_entry (an alias when merged), and
-	 * entry_alloc / entry_free count our objects exactly.
+	 * Own caches for the exact object sizes. SLUB may still merge them with
+	 * other caches of those sizes (SLAB_MERGE_DEFAULT), so slab counts are
+	 * read from /sys/kernel/slab/toa_entry{,_wide} (aliases when merged),
+	 * and entry_alloc / entry_free count our objects exactly.
 	 */
 	toa_cache = kmem_cache_create("toa_entry", sizeof(struct toa_entry), 0,
 				      0, NULL);
-	if (!toa_cache) {
+	toa_cache_wide = kmem_cache_create("toa_entry_wide",
+					   sizeof(struct toa_entry_wide), 0, 0,
+					   NULL);
+	if (!toa_cache || !toa_cache_wide) {
+		kmem_cache_destroy(toa_cache);
+		kmem_cache_destroy(toa_cache_wide);
 		kvfree(toa_hash);
 		return -ENOMEM;
 	}
@@ -360,5 +418,6 @@ void toa_table_exit(void)
 	/* entry_free_rcu() must have run before the cache and counters go. */
 	rcu_barrier();
 	kmem_cache_destroy(toa_cache);
+	kmem_cache_destroy(toa_cache_wide);
 	kvfree(toa_hash);
 }

@@ -73,6 +73,7 @@ void toa_params_exit(void);
 #define TOA_E_NAT64	0x01	/* address is IPv6 */
 #define TOA_E_TRUSTED	0x02	/* source matched a configured range */
 #define TOA_E_UNTRUSTED	0x04	/* option ignored: source not trusted */
+#define TOA_E_WIDE	0x08	/* a struct toa_entry_wide (some address is IPv6) */
 
 /*
  * Who an entry belongs to. tcp_sock memory is SLAB_TYPESAFE_BY_RCU and reused
@@ -85,22 +86,33 @@ void toa_params_exit(void);
 struct toa_ident {
 	u64 cookie;
 	possible_net_t net;
-	struct in6_addr peer;	/* the balancer; IPv4 as ::ffff:a.b.c.d */
 	__be16 lport;
 	__be16 rport;
+	__be32 peer4;	/* the balancer, narrow entries; wide: toa_entry_wide.peer */
 };
 
+/*
+ * One per TOA connection. An IPv4 client behind an IPv4 balancer, the
+ * common case, fits in 64 bytes; an entry with any IPv6 address (a NAT64
+ * client, an IPv6 balancer) is a struct toa_entry_wide from its own cache.
+ */
 struct toa_entry {
 	struct hlist_bl_node node;
 	struct rcu_head rcu;
 	struct toa_ident id;
+	__be16 port;
+	u8 kind;
+	u8 flags;
+	__be32 addr4;	/* the client, narrow entries */
+};
+
+struct toa_entry_wide {
+	struct toa_entry e;
+	struct in6_addr peer;	/* the balancer; IPv4 as ::ffff:a.b.c.d */
 	union {
 		__be32 v4;
 		struct in6_addr v6;
 	} addr;
-	__be16 port;
-	u8 kind;
-	u8 flags;
 };
 
 /* What a lookup copies out, so callers never hold an entry. */

@@ -109,13 +109,14 @@ function slabObject(name) {
 /**
  * Per held connection, with the module loaded: its own table entries times
  * the slab footprint of one entry (slab_size: object plus alignment), and,
- * as a cross-check, the change of the toa_entry cache and of all slabs
- * against the same connections without the module.
+ * as a cross-check, the change of the entry cache and of all slabs against
+ * the same connections without the module. An IPv4 client's entry is a
+ * toa_entry; one with an IPv6 (NAT64) client is a toa_entry_wide.
  */
 export async function p4Kmod(kmod, env, { conns }) {
   const { tools, cg } = env;
   const out = {};
-  for (const [label, cliCg] of [['ipv4', cg.cli4], ['ipv6', cg.cli6], ['none', null]]) {
+  for (const [label, cliCg, cache] of [['ipv4', cg.cli4, 'toa_entry'], ['ipv6', cg.cli6, 'toa_entry_wide'], ['none', null, 'toa_entry']]) {
     const perSide = {};
     for (const on of [false, true]) {
       await kmod.set(on);
@@ -123,7 +124,7 @@ export async function p4Kmod(kmod, env, { conns }) {
       const port = Number((await server.line(20000)).split(' ')[1]);
       await sleep(100);
       const s0 = on ? kmod.stats() : null;
-      const c0 = on ? slabObject('toa_entry') : null;
+      const c0 = on ? slabObject(cache) : null;
       const b0 = slabBytes().total;
       const h = new LineProc(tools.probe, ['hold', '127.0.0.1', String(port), String(conns)], { cgroup: cliCg ?? undefined });
       await server.ask(`accept ${conns}`, 60000);
@@ -133,8 +134,8 @@ export async function p4Kmod(kmod, env, { conns }) {
       const side = { slabPerConn: (b1 - b0) / conns };
       if (on) {
         const s1 = kmod.stats();
-        const c1 = slabObject('toa_entry');
-        if (!c1) throw new BenchError('EP4', 'no /sys/kernel/slab/toa_entry: boot the guest with slab_nomerge');
+        const c1 = slabObject(cache);
+        if (!c1) throw new BenchError('EP4', `no /sys/kernel/slab/${cache}: is toa.ko loaded?`);
         side.entries = s1.table_entries - s0.table_entries;
         side.entrySize = c1.slabSize;
         side.objectSize = c1.objectSize;
