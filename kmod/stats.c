@@ -143,9 +143,12 @@ err_stats:
 }
 
 /*
- * A namespace is dismantled only after its last user socket is gone, and
- * the module's hooks are unregistered before this runs at unload, so no
- * counter of this namespace is touched after it is freed.
+ * No counter of this namespace is touched after it is freed: a namespace is
+ * dismantled only after its last user socket is gone (each holds a reference
+ * from sk_alloc()/sk_clone_lock()); its devices are gone before any
+ * subsystem's exit runs (cleanup_net() exits pernet_list in reverse, device
+ * ops last in it), so no segment reaches a kernel socket still open in it;
+ * and at unload the hooks are unregistered before this runs.
  */
 static void __net_exit toa_net_exit(struct net *net)
 {
