@@ -10,12 +10,16 @@
  *                               on stdin -> "cpu_us C" (its CPU time so far)
  *   hold HOST PORT N            open N connections, keep them until stdin closes
  *   peercost PORT               listen; stdin commands:
- *                                 accept N      -> "ok"  (N more connections held)
- *                                 measure ITERS -> "ns X" (mean getpeername CPU time)
+ *                                 accept N      -> "ok COUNT" (N more connections held;
+ *                                                  "err ..." after 30 s without one)
+ *                                 measure ITERS [K] -> "ns X" (mean getpeername CPU
+ *                                                  time, over the first K held)
  *                                 info ITERS    -> "ns X" (mean CPU time of node-toa's
  *                                                  getsockopt query, failed or not)
  *                                 peer I        -> "peer ADDR PORT" of held connection I
  *                                 close         -> "ok"  (all held ones closed)
+ *                                 keep K        -> "ok K" (the others reset: no FIN
+ *                                                  to wait for, no TIME_WAIT)
  *
  * Closing with SO_LINGER 0 (RST) leaves no TIME_WAIT behind, so a run of
  * tens of thousands of loopback connections never exhausts ephemeral ports.
@@ -247,18 +251,27 @@ static int peercost(int port)
 	char line[128];
 
 	while (fgets(line, sizeof(line), stdin)) {
-		long n;
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		long n, k = 0;
 
 		if (sscanf(line, "accept %ld", &n) == 1) {
-			for (long i = 0; i < n && count < cap; i++) {
+			long i = 0;
+
+			/* bounded: a connection that never arrives must not hang the bench */
+			for (; i < n && poll(&p, 1, 30000) == 1; i++) {
 				int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 
 				if (fd < 0)
 					die("accept");
+				if (count == cap && !(fds = realloc(fds, (cap *= 2) * sizeof(int))))
+					die("realloc");
 				fds[count++] = fd;
 			}
-			printf("ok %d\n", count);
-		} else if (sscanf(line, "measure %ld", &n) == 1 || sscanf(line, "info %ld", &n) == 1) {
+			if (i < n)
+				printf("err accept: %ld of %ld arrived within 30 s, %d held\n", i, n, count);
+			else
+				printf("ok %d\n", count);
+		} else if (sscanf(line, "measure %ld %ld", &n, &k) >= 1 || sscanf(line, "info %ld", &n) == 1) {
 			/* large enough for struct toa_info (56 bytes) */
 			struct sockaddr_in6 a[4];
 			socklen_t l;
@@ -271,11 +284,13 @@ static int peercost(int port)
 				continue;
 			}
 			t0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
+			if (k <= 0 || k > count)
+				k = count;
 			for (long i = 0; i < n; i++) {
 				l = sizeof(a);
 				if (info)
-					getsockopt(fds[i % count], IPPROTO_IP, TOA_SO_GET_INFO, a, &l);
-				else if (getpeername(fds[i % count], (struct sockaddr *)a, &l) != 0)
+					getsockopt(fds[i % k], IPPROTO_IP, TOA_SO_GET_INFO, a, &l);
+				else if (getpeername(fds[i % k], (struct sockaddr *)a, &l) != 0)
 					die("getpeername");
 			}
 			printf("ns %.2f\n", (double)(clock_ns(CLOCK_THREAD_CPUTIME_ID) - t0) / n);
@@ -288,6 +303,10 @@ static int peercost(int port)
 				die("getpeername");
 			inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof(buf));
 			printf("peer %s %d\n", buf, ntohs(a.sin6_port));
+		} else if (sscanf(line, "keep %ld", &n) == 1 && n >= 0) {
+			for (; count > n; count--)
+				close_rst(fds[count - 1]);
+			printf("ok %d\n", count);
 		} else if (!strncmp(line, "close", 5)) {
 			for (int i = 0; i < count; i++)
 				close(fds[i]);

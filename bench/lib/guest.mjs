@@ -69,25 +69,28 @@ const GUEST_NEEDS_MS = 190000;
 /**
  * Boots the guest and runs the job. With `wait` false it gives up at once
  * (code EBUSY) when another guest holds the slot, so the caller can do its
- * host work first and come back with `wait` true.
+ * host work first and come back with `wait` true. `job` is another guest
+ * script (bench/scale.mjs runs bench/lib/scale-job.mjs), given the same first
+ * three arguments, then `job.args`; it needs `job.needsMs` once booted.
  */
-export async function guestBench(tools, { quick, log, deadlineMs: budgetMs, wait = true }) {
+export async function guestBench(tools, { quick, log, deadlineMs: budgetMs, wait = true, memMb = 2048, job }) {
   const start = Date.now();
   if (budgetMs < 90000) throw new BenchError('EBUDGET', `only ${Math.round(budgetMs / 1000)} s left for the guest`);
   const { buildInitramfs } = await import(path.join(root, 'test/support/guest/guest.mjs'));
   const k = pickKernel();
   const ko = buildModule(k);
   const initramfs = buildInitramfs(k);
-  const lockDeadline = wait ? start + budgetMs - (quick ? GUEST_NEEDS_MS / 2 : GUEST_NEEDS_MS) : 0;
+  const needsMs = job?.needsMs ?? (quick ? GUEST_NEEDS_MS / 2 : GUEST_NEEDS_MS);
+  const lockDeadline = wait ? start + budgetMs - needsMs : 0;
   const unlock = await guestLock(lockDeadline, log);
   try {
-    return await boot(k, ko, initramfs, tools, { quick, log, deadlineMs: budgetMs - (Date.now() - start) });
+    return await boot(k, ko, initramfs, tools, { quick, log, memMb, job, deadlineMs: budgetMs - (Date.now() - start) });
   } finally {
     unlock();
   }
 }
 
-async function boot(k, ko, initramfs, tools, { quick, log, deadlineMs }) {
+async function boot(k, ko, initramfs, tools, { quick, log, memMb, job, deadlineMs }) {
   const dir = path.join(cacheDir, 'guest');
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
@@ -100,11 +103,11 @@ ip link set lo up
 for m in veth tun; do modprobe $m || echo "bench: modprobe $m failed" >> $R/job.err; done
 cd '${root}'
 # progress lines (stderr) also go to the serial console, where the host shows them
-{ timeout -k 5 ${innerS} node bench/guest-job.mjs '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${quick ? 1 : 0}; echo $? > $R/rc; } 2>&1 | tee -a $R/job.err > /dev/console
+{ timeout -k 5 ${innerS} node ${job?.script ?? 'bench/guest-job.mjs'} '${ko}' '${JSON.stringify(tools)}' $R/bench.json ${(job?.args ?? [quick ? 1 : 0]).join(' ')}; echo $? > $R/rc; } 2>&1 | tee -a $R/job.err > /dev/console
 dmesg > $R/dmesg.txt
 `);
   const args = [
-    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', '2048',
+    '-accel', 'tcg,thread=multi', '-cpu', 'max', '-smp', '2', '-m', String(memMb),
     '-nographic', '-no-reboot', '-nic', 'none',
     '-kernel', k.vmlinuz, '-initrd', initramfs,
     // slab_nomerge: the module's toa_entry cache keeps its own line in slabinfo
