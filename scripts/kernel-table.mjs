@@ -59,7 +59,7 @@ for (const k of run.kernels) {
     ((k.packages?.image ?? '?').split(' ')[1] ?? '?').replace(/,$/, ''),
     `${k.suite}${k.buildChroot ? ` (${k.buildChroot.cc}, chroot)` : ''}${k.userland ? `, ${k.userland.suite} arm64 user space (node ${k.userland.node.replace(/[+~].*/, '')})` : ''}`,
     kfence(k),
-    `${day}: ${passed ? `pass, ${k.passed}/${k.total} tests${k.subset ? ` (${k.subset.files.length} files: the arm64 subset)` : ''}, ${Math.round((k.guestWallMs ?? 0) / 1000)} s in the guest` : `FAIL (${(k.reasons ?? []).join('; ') || `${k.failed} failed`})`}`,
+    `${day}: ${passed ? `pass, ${k.passed}/${k.total} tests${k.subset ? ` (${k.subset.files.length} files: the arm64 subset)` : ''}, ${Math.round((k.guestWallMs ?? 0) / 1000)} s in the guest${k.runnerCrash ? ` (the test runner died by signal ${k.runnerCrash.signal} once; its unfinished files ran again)` : ''}` : `FAIL (${(k.reasons ?? []).join('; ') || `${k.failed} failed`})`}`,
     passed ? day : (previous.get(k.id)?.[6] ?? 'never'),
   ]);
 }

@@ -23,8 +23,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KERNELS, HarnessError, cacheRoot, fetchKernel, lockFile, projectRoot, sh, withLock } from './kernels.mjs';
 import { buildInitramfs, runGuest } from './guest.mjs';
-import { formatReports, guestReports } from './dmesg.mjs';
+import { formatReports, guestReports, kernelLines } from './dmesg.mjs';
 import { ensureBuildChroot } from './chroot.mjs';
+
+// the kernel's line for a user task killed by a fault: x86's "segfault at",
+// arm64's "unhandled exception" (printed with debug.exception-trace, job.sh)
+const USER_FAULT = /^\S+\[\d+\]: (segfault at|unhandled exception:)/;
 import { buildKmod, buildSelftest } from './kmod-build.mjs';
 import { build as buildLb } from '../lb/index.mjs';
 import { ensureArm64Root, ensureArm64Sysroot, ensureNpmLayer } from './arm64-root.mjs';
@@ -138,12 +142,14 @@ function reportFromProgress(file) {
   const lines = fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => {
     try { return JSON.parse(l); } catch { return null; }
   }).filter(Boolean);
+  // a file can run twice (job.sh reruns what a faulting runner left
+  // unfinished): one result per test, and a failure is never replaced
   const files = new Map();
   for (const l of lines) {
-    if (!files.has(l.file)) files.set(l.file, { name: l.file, status: 'running', message: '', assertionResults: [] });
+    if (!files.has(l.file)) files.set(l.file, { name: l.file, status: 'running', message: '', tests: new Map() });
     const f = files.get(l.file);
     if (l.type === 'test') {
-      f.assertionResults.push({ fullName: l.name, status: l.status, duration: l.ms, failureMessages: l.error ? [l.error] : [] });
+      if (f.tests.get(l.name)?.status !== 'failed') f.tests.set(l.name, { fullName: l.name, status: l.status, duration: l.ms, failureMessages: l.error ? [l.error] : [] });
     } else if (l.type === 'file-end') {
       f.status = l.state === 'passed' || l.state === 'skipped' ? l.state : 'failed';
       f.message = (l.errors ?? []).join('\n');
@@ -154,8 +160,9 @@ function reportFromProgress(file) {
       f.status = 'failed';
       f.message = 'did not finish (guest timed out, hung or crashed while this file ran)';
     }
+    if ([...f.tests.values()].some((t) => t.status === 'failed')) f.status = 'failed';
   }
-  return { testResults: [...files.values()] };
+  return { testResults: [...files.values()].map(({ tests, ...f }) => ({ ...f, assertionResults: [...tests.values()] })) };
 }
 
 function summarize(report) {
@@ -183,7 +190,7 @@ function summarize(report) {
 
 async function runKernel(kernel, opts, shared) {
   const t0 = Date.now();
-  const entry = { id: kernel.id, suite: kernel.suite, date: new Date().toISOString(), status: 'fail', reasons: [] };
+  const entry = { id: kernel.id, suite: kernel.suite, date: new Date().toISOString(), status: 'fail', reasons: [], notices: [] };
   let k;
   try {
     const log = (m) => console.log(`[${kernel.id}] ${m}`);
@@ -286,13 +293,27 @@ async function runKernel(kernel, opts, shared) {
         (noAlloc ? ` (${noAlloc}; KFENCE before it: ${stats})` : ''));
     }
   }
+  // the job reran what a faulting runner left unfinished (job.sh): said on every summary
+  const crashFile = path.join(resultsDir, 'runner-crash');
+  if (fs.existsSync(crashFile)) {
+    const signal = Number(fs.readFileSync(crashFile, 'utf8').trim()) - 128;
+    const finished = fs.readFileSync(path.join(resultsDir, 'runner-crash-finished'), 'utf8').split('\n').filter(Boolean);
+    const faults = kernelLines(dmesg).filter((l) => USER_FAULT.test(l)).slice(0, 3);
+    entry.runnerCrash = { signal, finishedBefore: finished, kernelLines: faults };
+    entry.notices.push(`vitest's main process died by signal ${signal} after ${finished.length} file(s)` +
+      `${faults.length ? ` (${faults.join(' | ')})` : ''}; the other files ran again in the same guest`);
+  }
   const guestFail = consoleText.split('\n').filter((l) => /TOA-GUEST-FAIL/.test(l));
   if (outcome.timedOut) entry.reasons.push(outcome.bootMs === null ? 'guest did not boot in time (hang?)' : 'guest timed out (hang?)');
   if (reports.length) entry.reasons.push(`kernel reports (${reports.length}): ${reports.slice(0, 5).map((r) => `${r.kind}: ${r.headline}`).join(' | ')}`);
   if (entry.kfence.built && rc !== null && entry.kfence.sampleIntervalMs !== 1) entry.reasons.push(`KFENCE sample interval is ${entry.kfence.sampleIntervalMs} in the guest, not 1 (kernel command line?)`);
   if (guestFail.length) entry.reasons.push(`guest prerequisite: ${guestFail.join(' | ')}`);
   if (rc === null && !outcome.timedOut) entry.reasons.push('guest ended without a result (panic or crash before the suite finished)');
-  if (rc !== null && rc !== 0) entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}`);
+  if (rc !== null && rc !== 0) {
+    // a runner killed by a fault: the kernel's line says which program and where
+    const faults = rc > 128 ? kernelLines(dmesg).filter((l) => USER_FAULT.test(l)).slice(0, 3) : [];
+    entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}${rc > 128 ? ` (signal ${rc - 128}${faults.length ? `; ${faults.slice(0, 3).join(' | ')}` : ''})` : ''}`);
+  }
   if (report.total === 0) entry.reasons.push('no test ran');
   if (report.failed || report.failedFiles) entry.reasons.push(`${report.failed} test(s) failed in ${report.failedFiles} file(s)`);
   for (const f of report.files.filter((x) => x.status === 'failed' && x.message)) entry.reasons.push(`${f.file}: ${f.message.split('\n')[0]}`);
@@ -377,7 +398,7 @@ async function main() {
     console.log(`  ${r.status === 'pass' ? 'PASS' : 'FAIL'} ${r.id.padEnd(5)} ${(r.kver ?? '?').padEnd(24)} ` +
       `${r.passed ?? 0}/${r.total ?? 0} passed, ${r.failed ?? 0} failed, ${r.skipped ?? 0} skipped; ` +
       `boot ${s(r.bootMs)}, tests ${s(r.testMs)}, guest ${s(r.guestWallMs)}, total ${s(r.wallMs)}` +
-      `${r.reasons.length ? `\n        ${r.reasons.join('\n        ')}` : ''}`);
+      `${[...r.reasons, ...(r.notices ?? []).map((n) => `notice: ${n}`)].map((x) => `\n        ${x}`).join('')}`);
   }
   console.log(`  matrix wall time ${(summary.totalMs / 1000).toFixed(1)}s -> ${path.relative(projectRoot, out)}`);
   process.exitCode = results.every((r) => r.status === 'pass') ? 0 : 1;
