@@ -35,12 +35,12 @@ function report(r) {
     `guest ${r.kernel}, ${r.cpus} vCPUs, ${MEM_MB} MiB; run ${r.wallSeconds} s (job ${r.seconds} s)`,
     `connections held: ${a.held} of ${r.n} crafted; table entries ${a.entries}; every held one listed: ${r.check?.everyHeldHasEntry}`,
     `crafting: ${fmt(a.crafting?.perSecond, 0)} handshakes/s (${a.crafting?.synAck} SYN-ACKs, ${a.crafting?.segmentsDropped} with the option segment dropped), balancers ${a.crafting?.balancerAddresses?.join(', ')}`,
-    `bytes per connection (toa_entry slab, object_size ${a.slab?.after?.objectSize} B): ${fmt(a.bytesPerConnection?.objects)} B in use, ${fmt(a.bytesPerConnection?.cachePages)} B of slab pages`,
+    `bytes per connection (toa_entry slab, object_size ${a.slab?.after?.objectSize} B, ${a.slab?.after?.objects} objects in ${a.slab?.after?.slabs} slabs): ${fmt(a.bytesPerConnection?.objects)} B (objects x object_size), ${fmt(a.bytesPerConnection?.cachePages)} B (slab pages)`,
     `guest memory used: ${fmt((a.memory?.after?.used ?? NaN) / 2 ** 20, 0)} MiB at ${a.held} (${fmt(a.memory?.usedDeltaPerConnection, 0)} B per connection, all of the kernel's socket state)`,
     `getpeername over the same 100 sockets: ${ns(r.atSmall?.getpeernameNs)} with 100 held, ${ns(a.getpeernameNs)} with ${a.held} held, ${ns(r.afterN?.getpeernameNs)} with 100 again`,
-    `ratio at ${a.held} / at 100: ${fmt(r.ratio, 3)}x (target <= 1.10x); against 100 afterwards: ${fmt(r.ratioAfter, 3)}x`,
+    `ratio at ${a.held} / at 100: ${fmt(r.ratio, 3)}x of the medians (target <= 1.10x), ${fmt(r.ratioMin, 3)}x of the fastest rounds; against 100 afterwards: ${fmt(r.ratioAfter, 3)}x`,
     `table chains (from the listed cookies, hash_64 into 65,536 buckets): mean ${fmt(r.table?.chains?.meanPerBucket, 2)} per bucket, ${fmt(r.table?.chains?.meanWalkedByLookup, 2)} walked by a lookup, max ${r.table?.chains?.max}; the 100 measured sockets' buckets: ${fmt(r.table?.chains?.measuredSocketsMeanChain, 2)}`,
-    `/proc/net/toa_table: ${r.table?.read64k?.lines} lines in ${fmt(r.table?.read64k?.ms)} ms (64 KiB reads), ${fmt(r.table?.read4k?.ms)} ms (4 KiB reads, ${r.table?.read4k?.reads} of them); ${r.atSmall?.table?.lines} lines in ${fmt(r.atSmall?.table?.ms)} ms at 100`,
+    `/proc/net/toa_table: ${r.table?.read?.lines} lines (${r.table?.distinctClients} distinct clients, ${r.table?.notCrafted} not crafted) in ${fmt(r.table?.read?.ms)} ms, ${r.table?.read?.reads} read() calls; ${r.atSmall?.table?.lines} lines in ${fmt(r.atSmall?.table?.ms)} ms at 100`,
     `end: ${r.end?.entries} entries left, entry_alloc ${r.end?.entryAlloc} = entry_free ${r.end?.entryFree}, probe_missed ${r.end?.probeMissed}`,
   ];
   const errs = Object.entries(r.errors ?? {});

@@ -10,6 +10,8 @@
 // drops those resets (and any other reset from the crafted balancers), so the
 // server's sockets stay established with nothing on the other side.
 import fs from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
 import { BenchError, cleanupAll, LineProc, onCleanup, sh, sleep } from './sys.mjs';
@@ -25,7 +27,7 @@ const SMALL = 100;
 // while the crafter works, so a batch never overflows it
 const BATCH = 4000;
 const CRAFT = { window: 1024, timeoutMs: 2500 };
-const ROUNDS = 9;
+const ROUNDS = 31;
 const ITERS = 20000;
 
 const out = { kernel: os.release(), cpus: os.cpus().length, n: N, errors: {} };
@@ -122,6 +124,23 @@ function waitEntries(kmod, want, timeoutMs) {
   })();
 }
 
+/*
+ * The first crafted burst of a boot crashed the guest twice (Oops: int3 in
+ * secure_tcp_seq_and_ts_off, at the jump label of net_secret_init()'s
+ * net_get_random_once(): its static key is patched away after the first
+ * call while the burst's other SYNs run through it). One connection first,
+ * and a pause for the patching, so the burst meets none.
+ */
+async function quietFirstConnection() {
+  const srv = net.createServer((s) => s.destroy()).listen(0, '::');
+  await once(srv, 'listening');
+  const c = net.connect(srv.address().port, '127.0.0.1');
+  c.on('error', () => {});
+  await once(c, 'close');
+  srv.close();
+  await sleep(2000);
+}
+
 async function main() {
   if (!Number.isInteger(N) || N < SMALL * 2) throw new BenchError('EINVAL', `N must be an integer >= ${SMALL * 2}, got ${nArg}`);
   const kmod = new Kmod(ko);
@@ -133,6 +152,7 @@ async function main() {
   const drop = ['INPUT', '-i', lb.hostIface, '-p', 'tcp', '--tcp-flags', 'RST', 'RST', '-j', 'DROP'];
   sh('iptables', ['-w', '-I', ...drop]);
   onCleanup(() => sh('iptables', ['-w', '-D', ...drop]));
+  await quietFirstConnection();
   const server = new LineProc('prlimit', [`--nofile=${N + 4096}`, tools.probe, 'peercost', '0']);
   const port = Number((await server.line(20000)).split(' ')[1]);
   const opts = (i) => ({ port, family: 4, ackOptions: toaOption({ kind: 200, ...client(i) }), data: '', keepOpen: true });
@@ -191,9 +211,9 @@ async function main() {
     crafting: { ...craftStats, crafted, perSecond: crafted / (craftStats.ms / 1000), balancerAddresses: [...balancers] },
     slab: { before: slab0, after: sl },
     bytesPerConnection: {
-      // every held connection has one 64-byte entry: objects in use x object size
+      // SLUB's object count (the objects of its slabs, free ones of partly filled slabs included) x object_size
       objects: ((sl.objects - slab0.objects) * sl.objectSize) / held,
-      // what the cache takes from the page allocator, partly filled slabs included
+      // what the cache takes from the page allocator: slabs x page size << order
       cachePages: (sl.cacheBytes - slab0.cacheBytes) / held,
     },
     memory: { before: mem0, after: mem, usedDeltaPerConnection: (mem.used - mem0.used) / held },
@@ -201,16 +221,17 @@ async function main() {
   save();
   out.atN.getpeernameNs = await measure(server, SMALL);
   out.ratio = out.atN.getpeernameNs.median / out.atSmall.getpeernameNs.median;
+  // the least disturbed round of each side (TCG on a shared host: rounds spread widely)
+  out.ratioMin = out.atN.getpeernameNs.min / out.atSmall.getpeernameNs.min;
   save();
   log(`at ${held}: getpeername ${out.atN.getpeernameNs.median.toFixed(0)} ns over the same ${SMALL} sockets, ratio ${out.ratio.toFixed(3)}`);
 
   const t64 = readTable(65536);
-  const t4 = readTable(4096);
   const want = new Set(Array.from({ length: N }, (_, i) => `${client(i).address}:${client(i).port}`));
   const listed = new Set(t64.rows.map((r) => r.split(' ')[3]));
   out.table = {
-    read64k: { ms: t64.ms, lines: t64.lines, bytes: t64.bytes, reads: t64.reads },
-    read4k: { ms: t4.ms, lines: t4.lines, bytes: t4.bytes, reads: t4.reads },
+    // seq_file hands out at most a page per read(): each read resumes the iterator
+    read: { ms: t64.ms, lines: t64.lines, bytes: t64.bytes, reads: t64.reads },
     distinctClients: listed.size,
     notCrafted: [...listed].filter((c) => !want.has(c)).length,
     chains: chains(t64.rows, peers),
@@ -220,7 +241,7 @@ async function main() {
     measuredPeersListed: peers.filter((p) => listed.has(p)).length,
   };
   save();
-  log(`toa_table: ${t64.lines} lines in ${t64.ms.toFixed(0)} ms (64 KiB reads), ${t4.ms.toFixed(0)} ms (4 KiB reads)`);
+  log(`toa_table: ${t64.lines} lines in ${t64.ms.toFixed(0)} ms (${t64.reads} reads)`);
 
   // back to SMALL: the same sockets, the rest reset; entries go after a grace period
   await server.ask(`keep ${SMALL}`, 600000);
