@@ -106,11 +106,29 @@ function chains(rows, measuredClients) {
   };
 }
 
-async function measure(server, k) {
+/*
+ * getpeername over the first k held TOA sockets, each round next to one over
+ * k plain loopback sockets of a control server (no entry: the module returns
+ * before its table), in ABBA order. The host's load moves TCG timings by
+ * tens of percent within minutes; toa / control of adjacent rounds cancels it.
+ */
+async function measure(server, control, k) {
+  const one = async (p) => Number((await p.ask(`measure ${ITERS} ${k}`, 120000)).split(' ')[1]);
   await server.ask(`measure ${ITERS >> 2} ${k}`, 60000);
-  const ns = [];
-  for (let r = 0; r < ROUNDS; r++) ns.push(Number((await server.ask(`measure ${ITERS} ${k}`, 120000)).split(' ')[1]));
-  return summary(ns);
+  await control.ask(`measure ${ITERS >> 2} ${k}`, 60000);
+  const toa = [];
+  const plain = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2) {
+      plain.push(await one(control));
+      toa.push(await one(server));
+    } else {
+      toa.push(await one(server));
+      plain.push(await one(control));
+    }
+  }
+  const t = summary(toa);
+  return { median: t.median, min: t.min, max: t.max, n: t.n, runs: t.runs, control: summary(plain), perControl: summary(toa.map((x, i) => x / plain[i])) };
 }
 
 function waitEntries(kmod, want, timeoutMs) {
@@ -155,6 +173,11 @@ async function main() {
   await quietFirstConnection();
   const server = new LineProc('prlimit', [`--nofile=${N + 4096}`, tools.probe, 'peercost', '0']);
   const port = Number((await server.line(20000)).split(' ')[1]);
+  const control = new LineProc(tools.probe, ['peercost', '0']);
+  const controlPort = Number((await control.line(20000)).split(' ')[1]);
+  const plainClients = new LineProc(tools.probe, ['hold', '127.0.0.1', String(controlPort), String(SMALL)]);
+  await control.ask(`accept ${SMALL}`, 60000);
+  await plainClients.line(60000);
   const opts = (i) => ({ port, family: 4, ackOptions: toaOption({ kind: 200, ...client(i) }), data: '', keepOpen: true });
   const mem0 = meminfo();
   const slab0 = slab('toa_entry');
@@ -194,7 +217,7 @@ async function main() {
   await open(0, SMALL);
   const peers = [];
   for (let i = 0; i < SMALL; i++) peers.push((await server.ask(`peer ${i}`)).split(' ').slice(1).join(':').replace(/^::ffff:/, ''));
-  out.atSmall = { held, entries: kmod.stats().table_entries, getpeernameNs: await measure(server, SMALL), table: readTable(65536) };
+  out.atSmall = { held, entries: kmod.stats().table_entries, getpeernameNs: await measure(server, control, SMALL), table: readTable(65536) };
   delete out.atSmall.table.rows;
   save();
   log(`at ${SMALL}: getpeername ${out.atSmall.getpeernameNs.median.toFixed(0)} ns over ${SMALL} sockets`);
@@ -219,10 +242,11 @@ async function main() {
     memory: { before: mem0, after: mem, usedDeltaPerConnection: (mem.used - mem0.used) / held },
   };
   save();
-  out.atN.getpeernameNs = await measure(server, SMALL);
+  out.atN.getpeernameNs = await measure(server, control, SMALL);
   out.ratio = out.atN.getpeernameNs.median / out.atSmall.getpeernameNs.median;
   // the least disturbed round of each side (TCG on a shared host: rounds spread widely)
   out.ratioMin = out.atN.getpeernameNs.min / out.atSmall.getpeernameNs.min;
+  out.ratioPerControl = out.atN.getpeernameNs.perControl.median / out.atSmall.getpeernameNs.perControl.median;
   save();
   log(`at ${held}: getpeername ${out.atN.getpeernameNs.median.toFixed(0)} ns over the same ${SMALL} sockets, ratio ${out.ratio.toFixed(3)}`);
 
@@ -246,13 +270,16 @@ async function main() {
   // back to SMALL: the same sockets, the rest reset; entries go after a grace period
   await server.ask(`keep ${SMALL}`, 600000);
   const left = await waitEntries(kmod, SMALL, 120000);
-  out.afterN = { entries: left, getpeernameNs: await measure(server, SMALL), memory: meminfo() };
+  out.afterN = { entries: left, getpeernameNs: await measure(server, control, SMALL), memory: meminfo() };
   out.ratioAfter = out.atN.getpeernameNs.median / out.afterN.getpeernameNs.median;
+  out.ratioPerControlAfter = out.atN.getpeernameNs.perControl.median / out.afterN.getpeernameNs.perControl.median;
   save();
   log(`back at ${SMALL} (${left} entries): getpeername ${out.afterN.getpeernameNs.median.toFixed(0)} ns`);
 
   await server.ask('keep 0', 60000);
   await server.stop();
+  await plainClients.stop();
+  await control.stop();
   const end = await waitEntries(kmod, 0, 120000);
   const fin = kmod.stats();
   out.end = { entries: end, entryAlloc: fin.entry_alloc, entryFree: fin.entry_free, probeMissed: fin.probe_missed };
