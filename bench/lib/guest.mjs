@@ -23,8 +23,8 @@ function pickKernel() {
 }
 
 /** toa.ko from the current kmod/ sources, built out of tree into .cache/bench. */
-function buildModule(k) {
-  const work = path.join(cacheDir, 'kmod', k.kver);
+function buildModule(k, tag) {
+  const work = path.join(cacheDir, `kmod${tag}`, k.kver);
   fs.rmSync(work, { recursive: true, force: true });
   fs.mkdirSync(path.join(work, 'uapi'), { recursive: true });
   const src = path.join(root, 'kmod');
@@ -78,20 +78,23 @@ export async function guestBench(tools, { quick, log, deadlineMs: budgetMs, wait
   if (budgetMs < 90000) throw new BenchError('EBUDGET', `only ${Math.round(budgetMs / 1000)} s left for the guest`);
   const { buildInitramfs } = await import(path.join(root, 'test/support/guest/guest.mjs'));
   const k = pickKernel();
-  const ko = buildModule(k);
+  // a job of its own builds and boots in directories of its own: `npm run bench`
+  // wipes its module and guest directories before taking the guest lock
+  const tag = job ? `-${path.basename(job.script, '.mjs')}` : '';
+  const ko = buildModule(k, tag);
   const initramfs = buildInitramfs(k);
   const needsMs = job?.needsMs ?? (quick ? GUEST_NEEDS_MS / 2 : GUEST_NEEDS_MS);
   const lockDeadline = wait ? start + budgetMs - needsMs : 0;
   const unlock = await guestLock(lockDeadline, log);
   try {
-    return await boot(k, ko, initramfs, tools, { quick, log, memMb, job, deadlineMs: budgetMs - (Date.now() - start) });
+    return await boot(k, ko, initramfs, tools, { quick, log, memMb, job, tag, deadlineMs: budgetMs - (Date.now() - start) });
   } finally {
     unlock();
   }
 }
 
-async function boot(k, ko, initramfs, tools, { quick, log, memMb, job, deadlineMs }) {
-  const dir = path.join(cacheDir, 'guest');
+async function boot(k, ko, initramfs, tools, { quick, log, memMb, job, tag, deadlineMs }) {
+  const dir = path.join(cacheDir, `guest${tag}`);
   fs.rmSync(dir, { recursive: true, force: true });
   fs.mkdirSync(dir, { recursive: true });
   const innerS = Math.floor((deadlineMs - 40000) / 1000);
