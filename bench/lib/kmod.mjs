@@ -99,11 +99,15 @@ export async function p3PeernameKmod(kmod, env, { rounds, conns, iters }) {
   return out;
 }
 
-function slabObject(name) {
+/** SLUB's view of one cache, or null without it (the guest boots with slab_nomerge: it is ours alone). */
+export function slabObject(name) {
   const dir = `/sys/kernel/slab/${name}`;
   if (!fs.existsSync(dir)) return null;
   const read = (f) => Number(fs.readFileSync(path.join(dir, f), 'utf8').trim().split(/\s+/)[0]);
-  return { objectSize: read('object_size'), slabSize: read('slab_size'), objects: read('objects') };
+  const s = { objectSize: read('object_size'), slabSize: read('slab_size'), objects: read('objects'), slabs: read('slabs'), order: read('order') };
+  // what the cache takes from the page allocator
+  s.cacheBytes = s.slabs * (4096 << s.order);
+  return s;
 }
 
 /**

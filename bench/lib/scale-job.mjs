@@ -13,10 +13,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import os from 'node:os';
-import path from 'node:path';
 import { BenchError, cleanupAll, LineProc, onCleanup, sh, sleep } from './sys.mjs';
 import { summary } from './stats.mjs';
-import { Kmod } from './kmod.mjs';
+import { Kmod, slabObject } from './kmod.mjs';
 import { createLoadBalancer, toaOption } from '../../test/support/lb/index.mjs';
 
 const [ko, toolsJson, outFile, nArg] = process.argv.slice(2);
@@ -47,12 +46,9 @@ function meminfo() {
   return { total: m.MemTotal, used: m.MemTotal - m.MemAvailable, slab: m.Slab };
 }
 
-/** SLUB's view of one cache (the guest boots with slab_nomerge: it is ours alone). */
 function slab(name) {
-  const dir = `/sys/kernel/slab/${name}`;
-  const read = (f) => Number(fs.readFileSync(path.join(dir, f), 'utf8').trim().split(/\s+/)[0]);
-  const s = { objects: read('objects'), objectSize: read('object_size'), slabSize: read('slab_size'), slabs: read('slabs'), order: read('order') };
-  s.cacheBytes = s.slabs * (4096 << s.order);
+  const s = slabObject(name);
+  if (!s) throw new BenchError('ESLAB', `no /sys/kernel/slab/${name}: is toa.ko loaded?`);
   return s;
 }
 
