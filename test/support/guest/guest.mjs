@@ -172,7 +172,6 @@ case $rc in 132|135|139)
   echo "$rc" > $R/runner-crash
   echo "$done_files" > $R/runner-crash-finished
   set -- ; for f in $done_files; do set -- "$@" --exclude "$f"; done
-  rm -f $R/vitest.json
   run_suite --passWithNoTests "$@"
   rc=$?
   # this run's JSON covers only the rerun: the matrix reads progress.jsonl

@@ -25,13 +25,13 @@ import { KERNELS, HarnessError, cacheRoot, fetchKernel, lockFile, projectRoot, s
 import { buildInitramfs, runGuest } from './guest.mjs';
 import { formatReports, guestReports, kernelLines } from './dmesg.mjs';
 import { ensureBuildChroot } from './chroot.mjs';
+import { buildKmod, buildSelftest } from './kmod-build.mjs';
+import { build as buildLb } from '../lb/index.mjs';
+import { ensureArm64Root, ensureArm64Sysroot, ensureNpmLayer } from './arm64-root.mjs';
 
 // the kernel's line for a user task killed by a fault: x86's "segfault at",
 // arm64's "unhandled exception" (printed with debug.exception-trace, job.sh)
 const USER_FAULT = /^\S+\[\d+\]: (segfault at|unhandled exception:)/;
-import { buildKmod, buildSelftest } from './kmod-build.mjs';
-import { build as buildLb } from '../lb/index.mjs';
-import { ensureArm64Root, ensureArm64Sysroot, ensureNpmLayer } from './arm64-root.mjs';
 
 function parseArgs(argv) {
   const o = { kernels: [], files: [], innerTimeoutS: 1800, allowSkip: false, quiet: false, extra: [], env: {}, prepareOnly: false, prepareAhead: true };
@@ -294,11 +294,12 @@ async function runKernel(kernel, opts, shared) {
     }
   }
   // the job reran what a faulting runner left unfinished (job.sh): said on every summary
+  // a runner killed by a fault: the kernel's line says which program and where
+  const faults = kernelLines(dmesg).filter((l) => USER_FAULT.test(l)).slice(0, 3);
   const crashFile = path.join(resultsDir, 'runner-crash');
   if (fs.existsSync(crashFile)) {
     const signal = Number(fs.readFileSync(crashFile, 'utf8').trim()) - 128;
     const finished = fs.readFileSync(path.join(resultsDir, 'runner-crash-finished'), 'utf8').split('\n').filter(Boolean);
-    const faults = kernelLines(dmesg).filter((l) => USER_FAULT.test(l)).slice(0, 3);
     entry.runnerCrash = { signal, finishedBefore: finished, kernelLines: faults };
     entry.notices.push(`vitest's main process died by signal ${signal} after ${finished.length} file(s)` +
       `${faults.length ? ` (${faults.join(' | ')})` : ''}; the other files ran again in the same guest`);
@@ -310,9 +311,7 @@ async function runKernel(kernel, opts, shared) {
   if (guestFail.length) entry.reasons.push(`guest prerequisite: ${guestFail.join(' | ')}`);
   if (rc === null && !outcome.timedOut) entry.reasons.push('guest ended without a result (panic or crash before the suite finished)');
   if (rc !== null && rc !== 0) {
-    // a runner killed by a fault: the kernel's line says which program and where
-    const faults = rc > 128 ? kernelLines(dmesg).filter((l) => USER_FAULT.test(l)).slice(0, 3) : [];
-    entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}${rc > 128 ? ` (signal ${rc - 128}${faults.length ? `; ${faults.slice(0, 3).join(' | ')}` : ''})` : ''}`);
+    entry.reasons.push(`vitest exited ${rc}${rc === 124 ? ' (inner timeout)' : ''}${rc > 128 ? ` (signal ${rc - 128}${faults.length ? `; ${faults.join(' | ')}` : ''})` : ''}`);
   }
   if (report.total === 0) entry.reasons.push('no test ran');
   if (report.failed || report.failedFiles) entry.reasons.push(`${report.failed} test(s) failed in ${report.failedFiles} file(s)`);
