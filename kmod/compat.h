@@ -13,8 +13,8 @@
 
 /*
  * inet_getname()/inet6_getname() return the address length instead of 0
- * since 4.17: the getname kretprobe treats "return value ==
- * sizeof(sockaddr_in{,6})" as "the kernel filled the buffer".
+ * since 4.17: toa.ko's getname() treats "return value ==
+ * sizeof(sockaddr_in{,6})" as "the stock getname filled the buffer".
  */
 #if LINUX_VERSION_CODE < KERNEL_VERSION(4, 17, 0)
 #error "toa.ko needs 4.17+: older getname() returns 0, not the length"
@@ -62,16 +62,6 @@
 #define TOA_SYNRECV_ARG_OWN_REQ	5
 
 /*
- * proto_ops::getname(sock, uaddr, peer): the address buffer is a kernel
- * sockaddr_storage on every path (getpeername, accept() with peer == 2,
- * kernel_getpeername()). Its C type has changed upstream over time; a kprobe
- * reads registers, so only the argument position matters.
- */
-#define TOA_GETNAME_ARG_SOCK	0
-#define TOA_GETNAME_ARG_UADDR	1
-#define TOA_GETNAME_ARG_PEER	2
-
-/*
  * Socket destruction: tcp_v4_destroy_sock() fires the tcp_destroy_sock
  * tracepoint (TP_PROTO(struct sock *sk)) for every TCP socket that reaches
  * inet_csk_destroy_sock(), IPv6 ones too: tcpv6_prot.destroy *is*
@@ -89,11 +79,19 @@
 /*
  * kretprobe maxactive (instances per probe; 6.7 moved them to an objpool,
  * same knob). syn_recv_sock never sleeps: a few per CPU cover softirq
- * nesting over process context. getname takes lock_sock() and may sleep
- * with an instance held (only for sockets that carry TOA): room for that
- * many concurrent sleepers, about 100 bytes each.
+ * nesting over process context.
  */
 #define TOA_MAXACTIVE		(4 * num_possible_cpus() + 16)
-#define TOA_GETNAME_MAXACTIVE	(64 * num_possible_cpus() + 256)
+
+/*
+ * A reference on a listener's file from softirq, only if it is not already
+ * being released (the ops swap must never race __sock_release's read of
+ * ops->owner). 6.13 turned f_count into file_ref_t.
+ */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+#define TOA_FILE_TRYGET(f)	file_ref_get(&(f)->f_ref)
+#else
+#define TOA_FILE_TRYGET(f)	atomic_long_inc_not_zero(&(f)->f_count)
+#endif
 
 #endif

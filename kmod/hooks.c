@@ -18,15 +18,18 @@
  *      A :: listener with an IPv4 client runs tcp_v6_syn_recv_sock, which
  *      calls tcp_v4_syn_recv_sock directly: the v4 probe sees it, so the v6
  *      probe ignores IPv4 packets.
- *  inet_getname / inet6_getname (kretprobes)   rewrite the peer address in
- *      the kernel buffer after the kernel filled it (getpeername(), accept()).
- *      The entry handler keeps an instance only for a socket that has an
- *      entry (the lookup starts with the socket's own cookie word), so other
- *      sockets hold none; these functions take lock_sock() since 5.16
- *      (Debian's 6.1 and 6.12 do, 5.10 does not) and can sleep there with
- *      the instance held, hence
- *      a pool sized for many concurrent sleepers (compat.h). Running out only
- *      shows the balancer, counted in probe_missed.
+ *  getpeername / accept (toa.ko's own proto_ops)   The first handshake
+ *      that yields an entry swaps its listener's ops for a module-private
+ *      copy of inet_stream_ops / inet6_stream_ops whose getname() rewrites
+ *      the peer after the stock one filled it; do_accept() copies the
+ *      listener's ops into every child it accepts afterwards. No probe, so
+ *      nothing to miss and nothing held across getname's lock_sock() sleep;
+ *      sockets of other listeners keep the stock ops and pay nothing.
+ *      The copy's owner is this module, so (as for any protocol module)
+ *      every socket on it pins toa.ko: rmmod gets EBUSY until they are
+ *      closed. A thread already asleep in accept() when the first swap
+ *      happens copied the stock ops before it slept: that one child's
+ *      getpeername shows the balancer, TOA_SO_GET_INFO still answers.
  */
 #include <linux/kernel.h>
 #include <linux/kprobes.h>
@@ -42,12 +45,16 @@
 #include <linux/net.h>
 #include <net/sock.h>
 #include <net/ipv6.h>
+#include <net/inet_common.h>
+#include <linux/file.h>
+#include <linux/fs.h>
 #include "compat.h"
 #include "toa_kmod.h"
 
 /* ---- handshake ---- */
 
 struct synrecv_data {
+	struct sock *listener;
 	struct sk_buff *skb;
 	bool *own_req;
 };
@@ -88,7 +95,7 @@ static bool bogus(const struct net *net, const struct toa_addr *a)
 	return true;
 }
 
-static void toa_learn(struct sock *child, const struct sk_buff *skb)
+static bool toa_learn(struct sock *child, const struct sk_buff *skb)
 {
 	const struct net *net = sock_net(child);
 	const struct tcphdr *th = tcp_hdr(skb);
@@ -147,15 +154,17 @@ static void toa_learn(struct sock *child, const struct sk_buff *skb)
 	if (toa_table_store(child, &a, flags))
 		goto no_toa;
 	TOA_NET_INC(net, syn_recv_sock_toa);
-	return;
+	return true;
 no_toa:
 	TOA_NET_INC(net, syn_recv_sock_no_toa);
+	return false;
 }
 
 static int synrecv_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct synrecv_data *d = (void *)ri->data;
 
+	d->listener = (struct sock *)TOA_ARG(regs, 0);
 	d->skb = (struct sk_buff *)TOA_ARG(regs, TOA_SYNRECV_ARG_SKB);
 	d->own_req = (bool *)TOA_ARG(regs, TOA_SYNRECV_ARG_OWN_REQ);
 	return 0;
@@ -172,6 +181,138 @@ static int synrecv6_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	return synrecv_entry(ri, regs);
 }
 
+/* ---- the private proto_ops of TOA listeners and their children ---- */
+
+static struct proto_ops toa_ops4, toa_ops6;
+static const struct proto_ops *stock_ops4, *stock_ops6;
+static int (*stock_getname6)(struct socket *, struct sockaddr *, int);
+static bool toa_ops_ready;
+
+static void toa_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret);
+
+static int toa_getname4(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	int ret = inet_getname(sock, uaddr, peer);
+
+	if (peer)
+		toa_rewrite(sock, uaddr, ret);
+	return ret;
+}
+
+static int toa_getname6(struct socket *sock, struct sockaddr *uaddr, int peer)
+{
+	int ret = stock_getname6(sock, uaddr, peer);
+
+	if (peer)
+		toa_rewrite(sock, uaddr, ret);
+	return ret;
+}
+
+/*
+ * Both would move the socket to ops that are not ours while it holds our
+ * module reference: a TCP_ULP (kTLS, espintcp) copies the socket's current
+ * ops as the template for every later socket of that family, and
+ * IPV6_ADDRFORM stores &inet_stream_ops.
+ */
+static int (*stock_setsockopt4)(struct socket *, int, int, sockptr_t, unsigned int);
+static int (*stock_setsockopt6)(struct socket *, int, int, sockptr_t, unsigned int);
+
+static bool toa_sockopt_refused(struct socket *sock, int level, int optname)
+{
+	if ((level == SOL_TCP && optname == TCP_ULP) ||
+	    (level == SOL_IPV6 && optname == IPV6_ADDRFORM)) {
+		TOA_NET_INC(sock_net(sock->sk), sockopt_refused);
+		return true;
+	}
+	return false;
+}
+
+static int toa_setsockopt4(struct socket *sock, int level, int optname,
+			   sockptr_t optval, unsigned int optlen)
+{
+	if (toa_sockopt_refused(sock, level, optname))
+		return -EOPNOTSUPP;
+	return stock_setsockopt4(sock, level, optname, optval, optlen);
+}
+
+static int toa_setsockopt6(struct socket *sock, int level, int optname,
+			   sockptr_t optval, unsigned int optlen)
+{
+	if (toa_sockopt_refused(sock, level, optname))
+		return -EOPNOTSUPP;
+	return stock_setsockopt6(sock, level, optname, optval, optlen);
+}
+
+/*
+ * From softirq (the syn_recv_sock return handler), on a listener whose user
+ * may be closing it right now. sock_release() reads ops->owner once and
+ * module_put()s it after release: a swap after that read would leak our
+ * reference, a swap after ops = NULL would resurrect a dead socket. It runs
+ * only from the file's final fput, so we swap only while holding a file
+ * reference taken when the count was not already zero. try_module_get fails
+ * once rmmod has begun: no socket can pick up ops that are about to be freed.
+ */
+static void toa_swap_ops(struct sock *listener)
+{
+	struct socket *sock = READ_ONCE(listener->sk_socket);
+	const struct proto_ops *ops, *mine;
+	struct file *file;
+
+	if (!sock || !toa_ops_ready)
+		return;
+	ops = READ_ONCE(sock->ops);
+	if (ops == &toa_ops4 || ops == &toa_ops6)
+		return;
+	if (ops == stock_ops4)
+		mine = &toa_ops4;
+	else if (ops == stock_ops6)
+		mine = &toa_ops6;
+	else {
+		TOA_NET_INC(sock_net(listener), swap_foreign_ops);
+		return;
+	}
+	file = READ_ONCE(sock->file);
+	if (!file || !TOA_FILE_TRYGET(file))
+		return;
+	/* files are SLAB_TYPESAFE_BY_RCU since 6.7: still this socket's? */
+	if (READ_ONCE(sock->file) != file || file->private_data != sock)
+		goto out;
+	if (!try_module_get(THIS_MODULE))
+		goto out;
+	if (cmpxchg(&sock->ops, ops, mine) == ops)
+		TOA_NET_INC(sock_net(listener), listeners_swapped);
+	else
+		module_put(THIS_MODULE);
+out:
+	fput(file);
+}
+
+static int toa_ops_init(void)
+{
+	struct socket *probe;
+	int ret;
+
+	stock_ops4 = &inet_stream_ops;
+	toa_ops4 = inet_stream_ops;
+	toa_ops4.owner = THIS_MODULE;
+	toa_ops4.getname = toa_getname4;
+	stock_setsockopt4 = inet_stream_ops.setsockopt;
+	toa_ops4.setsockopt = toa_setsockopt4;
+	ret = sock_create_kern(&init_net, AF_INET6, SOCK_STREAM, IPPROTO_TCP, &probe);
+	if (ret)
+		return ret;
+	stock_ops6 = probe->ops;
+	toa_ops6 = *probe->ops;
+	sock_release(probe);
+	stock_getname6 = toa_ops6.getname;
+	toa_ops6.owner = THIS_MODULE;
+	toa_ops6.getname = toa_getname6;
+	stock_setsockopt6 = toa_ops6.setsockopt;
+	toa_ops6.setsockopt = toa_setsockopt6;
+	toa_ops_ready = true;
+	return 0;
+}
+
 static int synrecv_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct synrecv_data *d = (void *)ri->data;
@@ -179,75 +320,47 @@ static int synrecv_return(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	/* Without own_req the kernel drops the child with a bare sock_put(),
 	 * no destroy callback would ever remove our entry. */
-	if (child && d->own_req && *d->own_req)
-		toa_learn(child, d->skb);
+	if (child && d->own_req && *d->own_req && toa_learn(child, d->skb))
+		toa_swap_ops(d->listener);
 	return 0;
 }
 
 /* ---- getpeername / accept ---- */
 
-struct getname_data {
-	struct sock *sk;
-	void *uaddr;
+static void toa_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret)
+{
+	struct sock *sk = READ_ONCE(sock->sk);
 	struct toa_found f;
-};
 
-static int getname_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	struct getname_data *d = (void *)ri->data;
-	struct socket *sock = (struct socket *)TOA_ARG(regs, TOA_GETNAME_ARG_SOCK);
-	struct sock *sk;
-
-	if (!TOA_ARG(regs, TOA_GETNAME_ARG_PEER) || sock->type != SOCK_STREAM)
-		return 1;
-	sk = READ_ONCE(sock->sk);
-	if (!sk || sk->sk_protocol != IPPROTO_TCP)
-		return 1;
-	if (!toa_table_lookup(sk, &d->f) || (d->f.flags & TOA_E_UNTRUSTED))
-		return 1;
-	/* An IPv4 socket cannot carry an IPv6 client: getpeername stays the
-	 * balancer, the client is reachable through TOA_SO_GET_LOOKUP. */
-	if (sk->sk_family == AF_INET && (d->f.flags & TOA_E_NAT64))
-		return 1;
-	d->sk = sk;
-	d->uaddr = (void *)TOA_ARG(regs, TOA_GETNAME_ARG_UADDR);
-	return 0;
-}
-
-static int getname_return(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	struct getname_data *d = (void *)ri->data;
-	int ret = (int)regs_return_value(regs);
-	const struct sock *sk = d->sk;
-
-	if (!TOA_GETNAME_FILLED(ret, sk->sk_family))
-		return 0;
-	/* A cgroup getpeername program (BPF_CGROUP_INET{4,6}_GETPEERNAME) ran
-	 * inside getname: if it changed the answer, its answer stands. */
+	if (!sk || sk->sk_protocol != IPPROTO_TCP || !TOA_GETNAME_FILLED(ret, sk->sk_family))
+		return;
+	if (!toa_table_lookup(sk, &f) || (f.flags & TOA_E_UNTRUSTED))
+		return;
+	if (sk->sk_family == AF_INET && (f.flags & TOA_E_NAT64))
+		return;
 	if (sk->sk_family == AF_INET) {
-		struct sockaddr_in *sin = d->uaddr;
+		struct sockaddr_in *sin = (void *)uaddr;
 
 		if (sin->sin_port != READ_ONCE(inet_sk(sk)->inet_dport) ||
 		    sin->sin_addr.s_addr != READ_ONCE(sk->sk_daddr))
-			return 0;
-		sin->sin_port = d->f.port;
-		sin->sin_addr.s_addr = d->f.addr.v4;
+			return;
+		sin->sin_port = f.port;
+		sin->sin_addr.s_addr = f.addr.v4;
 	} else {
-		struct sockaddr_in6 *sin6 = d->uaddr;
+		struct sockaddr_in6 *sin6 = (void *)uaddr;
 
 		if (sin6->sin6_port != READ_ONCE(inet_sk(sk)->inet_dport) ||
 		    !ipv6_addr_equal(&sin6->sin6_addr, &sk->sk_v6_daddr))
-			return 0;
-		sin6->sin6_port = d->f.port;
-		if (d->f.flags & TOA_E_NAT64)
-			sin6->sin6_addr = d->f.addr.v6;
+			return;
+		sin6->sin6_port = f.port;
+		if (f.flags & TOA_E_NAT64)
+			sin6->sin6_addr = f.addr.v6;
 		else
-			ipv6_addr_set_v4mapped(d->f.addr.v4, &sin6->sin6_addr);
+			ipv6_addr_set_v4mapped(f.addr.v4, &sin6->sin6_addr);
 		sin6->sin6_flowinfo = 0;
 		sin6->sin6_scope_id = 0;
 	}
 	TOA_NET_INC(sock_net(sk), getname_toa_ok);
-	return 0;
 }
 
 /* ---- end of a connection ---- */
@@ -301,22 +414,8 @@ static struct kretprobe synrecv6_probe = {
 	.data_size = sizeof(struct synrecv_data),
 };
 
-static struct kretprobe getname4_probe = {
-	.kp.symbol_name = "inet_getname",
-	.entry_handler = getname_entry,
-	.handler = getname_return,
-	.data_size = sizeof(struct getname_data),
-};
-
-static struct kretprobe getname6_probe = {
-	.kp.symbol_name = "inet6_getname",
-	.entry_handler = getname_entry,
-	.handler = getname_return,
-	.data_size = sizeof(struct getname_data),
-};
-
 static struct kretprobe *toa_rps[] = {
-	&synrecv4_probe, &synrecv6_probe, &getname4_probe, &getname6_probe,
+	&synrecv4_probe, &synrecv6_probe,
 };
 
 unsigned long toa_hooks_missed(void)
@@ -355,8 +454,9 @@ int toa_hooks_init(void)
 	}
 	synrecv4_probe.maxactive = TOA_MAXACTIVE;
 	synrecv6_probe.maxactive = TOA_MAXACTIVE;
-	getname4_probe.maxactive = TOA_GETNAME_MAXACTIVE;
-	getname6_probe.maxactive = TOA_GETNAME_MAXACTIVE;
+	ret = toa_ops_init();
+	if (ret)
+		goto err_kp;
 	ret = register_kretprobes(toa_rps, ARRAY_SIZE(toa_rps));
 	if (ret) {
 		pr_err("cannot probe syn_recv_sock/getname: %d\n", ret);

@@ -45,6 +45,9 @@ static const struct stat_row net_rows[] = {
 	ROW(toa_net_stats, bogus_loopback),
 	ROW(toa_net_stats, bogus_multicast),
 	ROW(toa_net_stats, bogus_broadcast),
+	ROW(toa_net_stats, listeners_swapped),
+	ROW(toa_net_stats, swap_foreign_ops),
+	ROW(toa_net_stats, sockopt_refused),
 };
 
 static const struct stat_row mem_rows[] = {

@@ -155,6 +155,9 @@ struct toa_net_stats {
 	u64 bogus_loopback;
 	u64 bogus_multicast;
 	u64 bogus_broadcast;
+	u64 listeners_swapped;
+	u64 swap_foreign_ops;
+	u64 sockopt_refused;
 };
 
 /* The module's own memory, host-wide: shown in the initial namespace only. */

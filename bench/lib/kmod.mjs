@@ -45,37 +45,41 @@ export class Kmod {
 
 export async function p3SetupKmod(kmod, env, { rounds, ms, conc }) {
   const { tools, cg } = env;
-  const p = new LineProc(tools.probe, ['acceptor', '0'], { cgroup: cg.plain });
-  const acceptor = { p, port: Number((await p.line(20000)).split(' ')[1]) };
+  const start = async () => {
+    const p = new LineProc(tools.probe, ['acceptor', '0'], { cgroup: cg.plain });
+    return { p, port: Number((await p.line(20000)).split(' ')[1]) };
+  };
   let decoded = 0;
-  try {
-    loadgen(tools, acceptor.port, 300, conc, cg.cli4);
-    const figures = await abRates(rounds, async (side) => {
-      await kmod.set(side === 'b');
+  // a fresh listener per round: one that saw TOA holds the module (its ops)
+  const figures = await abRates(rounds, async (side) => {
+    await kmod.set(side === 'b');
+    const acceptor = await start();
+    try {
+      loadgen(tools, acceptor.port, 100, conc, cg.cli4);
       const m = await setupRound(tools, acceptor, ms, conc, cg.cli4);
       if (side === 'b') decoded += kmod.stats().syn_recv_sock_toa;
       return m;
-    });
-    if (!decoded) throw new BenchError('EP3', 'the module decoded no TOA option during the setup-rate run');
-    return { ...figures, optionsDecoded: decoded };
-  } finally {
-    await p.stop();
-  }
+    } finally {
+      await acceptor.p.stop();
+    }
+  });
+  if (!decoded) throw new BenchError('EP3', 'the module decoded no TOA option during the setup-rate run');
+  return { ...figures, optionsDecoded: decoded };
 }
 
 export async function p3PeernameKmod(kmod, env, { rounds, conns, iters }) {
   const { tools, cg } = env;
   const out = {};
-  const server = new LineProc(tools.probe, ['peercost', '0'], { cgroup: cg.plain });
-  const port = Number((await server.line(20000)).split(' ')[1]);
-  try {
-    for (const [label, cliCg] of [['toa', cg.cli4], ['noToa', null]]) {
-      const ns = { a: [], b: [] };
-      const info = { a: [], b: [] };
-      let peer;
-      for (let r = 0; r < rounds; r++) {
-        for (const side of abOrder(r)) {
-          await kmod.set(side === 'b');
+  for (const [label, cliCg] of [['toa', cg.cli4], ['noToa', null]]) {
+    const ns = { a: [], b: [] };
+    const info = { a: [], b: [] };
+    let peer;
+    for (let r = 0; r < rounds; r++) {
+      for (const side of abOrder(r)) {
+        await kmod.set(side === 'b');
+        const server = new LineProc(tools.probe, ['peercost', '0'], { cgroup: cg.plain });
+        try {
+          const port = Number((await server.line(20000)).split(' ')[1]);
           const h = new LineProc(tools.probe, ['hold', '127.0.0.1', String(port), String(conns)], { cgroup: cliCg ?? undefined });
           await server.ask(`accept ${conns}`, 60000);
           await h.line(60000);
@@ -89,12 +93,12 @@ export async function p3PeernameKmod(kmod, env, { rounds, conns, iters }) {
           info[side].push(Number((await server.ask(`info ${iters}`, 120000)).split(' ')[1]));
           await server.ask('close');
           await h.stop();
+        } finally {
+          await server.stop();
         }
       }
-      out[label] = { ...peernameSummary(ns, info), peer };
     }
-  } finally {
-    await server.stop();
+    out[label] = { ...peernameSummary(ns, info), peer };
   }
   return out;
 }

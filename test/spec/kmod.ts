@@ -50,6 +50,12 @@ export function insmod(c: BackendConfig = {}, extra: string[] = []) {
   if (r.status !== 0) throw new Error(`insmod failed (${r.status}): ${r.stderr.trim()}`);
 }
 
+/** One rmmod attempt: `busy` when the kernel refused it because the module is in use. */
+export function rmmodOnce(): { ok: boolean; busy: boolean; stderr: string } {
+  const r = sh('rmmod', ['toa']);
+  return { ok: r.status === 0, busy: r.status !== 0 && /in use|busy/i.test(r.stderr), stderr: r.stderr.trim() };
+}
+
 /** rmmod, retrying while a getsockopt in flight holds a module reference. */
 export function rmmod({ attempts = 50 } = {}) {
   for (let i = 0; i < attempts; i++) {
