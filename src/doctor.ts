@@ -21,6 +21,8 @@ export interface Provider {
   counters?: Record<string, number>;
   /** cgroups the eBPF programs are attached to */
   cgroups?: string[];
+  /** kmod: module references (/sys/module/toa/refcnt): open TOA listeners and the sockets accepted from them */
+  holders?: number;
 }
 
 export interface Listener { address: string; port: number; dualStack: boolean; process?: string }
@@ -58,6 +60,9 @@ export const COUNTER_MEANINGS: Record<string, string> = {
   port_skipped: 'handshakes on local ports outside the `ports` list: TOA not looked at (those services see the balancer)',
   not_linear: 'handshake packets whose TCP header was not readable in place: options not inspected',
   table_entries: 'entries currently stored',
+  listeners_swapped: 'listeners moved to the module\'s own socket operations at their first TOA handshake: each pins the module (rmmod: "in use") until closed',
+  swap_foreign_ops: 'TOA handshakes on listeners whose socket operations belong to something else (kTLS, another module): getpeername there shows the balancer, the getsockopt queries answer',
+  sockopt_refused: 'TCP_ULP (kTLS) or IPV6_ADDRFORM refused on a TOA socket',
   probe_missed: 'kprobe hits the kernel could not run the module for (too many at once)',
 };
 
@@ -88,6 +93,7 @@ function kmodProvider(): Provider | undefined {
   const counters = stats === undefined ? undefined : parseStats(stats);
   if (existsSync(`${params}/trusted`)) {
     const trusted = (read(`${params}/trusted`) ?? '').trim();
+    const refcnt = read('/sys/module/toa/refcnt')?.trim();
     return {
       kind: 'node-toa-kmod',
       detail: `node-toa kernel module ${read('/sys/module/toa/version')?.trim() ?? ''}`.trim(),
@@ -96,6 +102,7 @@ function kmodProvider(): Provider | undefined {
       trusted: trusted && trusted !== '(none)' ? trusted.split(',') : [],
       ports: existsSync(`${params}/ports`) ? kinds(read(`${params}/ports`)) : undefined,
       counters,
+      holders: refcnt === undefined ? undefined : Number(refcnt),
     };
   }
   return { kind: 'other-kmod', detail: 'a TOA kernel module that is not node-toa\'s (Tencent, DPVS, UCloud...)', counters };
@@ -260,7 +267,13 @@ export async function doctor(): Promise<DoctorReport> {
     }
     const c = p.counters ?? {};
     if ((c.probe_missed ?? 0) > 0) {
-      findings.push({ level: 'warn', message: `${c.probe_missed} probe hits were missed: those connections or getpeername calls showed the balancer`, next: 'report it with the CPU count and load (node-toa doctor --json)' });
+      findings.push({ level: 'warn', message: `${c.probe_missed} probe hits were missed: those connections showed the balancer`, next: 'report it with the CPU count and load (node-toa doctor --json)' });
+    }
+    if (p.holders && p.holders > 0) {
+      findings.push({ level: 'ok', message: `${p.holders} open sockets (TOA listeners and the sockets accepted from them) hold the module: rmmod is refused ("in use") until they are closed` });
+    }
+    if ((c.swap_foreign_ops ?? 0) > 0) {
+      findings.push({ level: 'warn', message: `${c.swap_foreign_ops} TOA handshakes arrived on listeners whose socket operations are not the kernel's TCP ones (kTLS, another module): getpeername there shows the balancer`, next: 'read the client with lookup() / realRemoteAddress (the getsockopt queries answer there), or listen without kTLS' });
     }
     if ((c.untrusted ?? 0) > 0) {
       findings.push({ level: 'warn', message: `${c.untrusted} TOA options were ignored because their source is not trusted`, next: 'if these come from your balancer, add its SNAT range to the trusted list; otherwise someone is trying to spoof addresses' });

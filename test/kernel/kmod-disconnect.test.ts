@@ -28,6 +28,9 @@ fam = socket.AF_INET6 if sys.argv[1] == '6' else socket.AF_INET
 ls = socket.socket(fam, socket.SOCK_STREAM)
 ls.bind(('::' if fam == socket.AF_INET6 else '0.0.0.0', 0)); ls.listen(8)
 print(json.dumps({'port': ls.getsockname()[1]}), flush=True)
+# poll, then accept: an accept() already asleep when the listener's first TOA
+# handshake arrives gets the stock getpeername (kmod-listener-ops)
+ls.settimeout(20)
 c, _ = ls.accept()
 first = c.getpeername()
 bport = int(sys.stdin.readline())

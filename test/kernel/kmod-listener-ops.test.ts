@@ -18,11 +18,13 @@
 // All sockets under test live in one python helper, driven line by line:
 // node cannot block in accept() or call these setsockopts.
 import { once } from 'node:events';
-import { execFileSync, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from '../support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4 } from '../spec/behaviour';
+import type { DoctorReport } from '../../src/doctor';
 import { delta, insmod, kernelTrouble, loaded, rmmod, rmmodOnce, stats, tableEntries } from '../spec/kmod';
 
 // stdin: one JSON command per line; stdout: one JSON answer per command.
@@ -114,6 +116,13 @@ function sockets() {
   return { cmd, stop };
 }
 
+/** `node-toa doctor --json`, the built CLI, as a user would run it. */
+function doctor(): DoctorReport {
+  const cli = join(__dirname, '../../dist/cjs/cli.js');
+  const r = spawnSync(process.execPath, [cli, 'doctor', '--json'], { encoding: 'utf8', timeout: 60000 });
+  return JSON.parse(r.stdout);
+}
+
 const SOL_TCP = 6;
 const TCP_ULP = 31;
 const SOL_IPV6 = 41;
@@ -177,6 +186,10 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
     const refused = rmmodOnce();
     expect(refused).toMatchObject({ ok: false, busy: true });
     expect(delta(before, stats()).listeners_swapped).toBe(1);
+    // doctor names what holds the module: the listener and its child
+    const report = doctor();
+    expect(report.providers.find((p) => p.kind === 'node-toa-kmod')?.holders).toBe(2);
+    expect(report.findings.map((f) => f.message)).toContainEqual(expect.stringMatching(/^2 open sockets .* hold the module: rmmod is refused/));
     await cmd({ op: 'close', id: l.id }); // the child still holds the module
     expect(rmmodOnce()).toMatchObject({ ok: false, busy: true });
     expect((await cmd({ op: 'peer', id: kid.id })).peer).toEqual([MAPPED_CLIENT, CLIENT_PORT]);

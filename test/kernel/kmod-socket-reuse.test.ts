@@ -25,9 +25,8 @@ describe('reused socket memory never inherits a client', () => {
   let port = 0;
   const seen = new Map<string, Seen>();
 
-  beforeAll(async () => {
-    if (loaded()) rmmod();
-    lb = await createLoadBalancer();
+  // a server per case: a listener that saw TOA holds the module until closed
+  async function listen() {
     server = net.createServer((s) => {
       try {
         const i = getToaInfo(s);
@@ -39,10 +38,16 @@ describe('reused socket memory never inherits a client', () => {
     server.listen({ host: '0.0.0.0', port: 0 });
     await once(server, 'listening');
     port = (server.address() as net.AddressInfo).port;
+  }
+  const closeServer = () => new Promise<void>((r) => (server?.listening ? server.close(() => r()) : r()));
+
+  beforeAll(async () => {
+    if (loaded()) rmmod();
+    lb = await createLoadBalancer();
   }, 60000);
 
   afterAll(async () => {
-    await new Promise<void>((r) => server?.close(() => r()));
+    await closeServer();
     await lb?.close();
     if (loaded()) rmmod();
   });
@@ -78,7 +83,11 @@ describe('reused socket memory never inherits a client', () => {
 
   it('with every destroy missed on purpose, no connection without TOA reports a client', async () => {
     insmod({}, ['test_skip_destroy=1']);
-    const { stale, plainConnected, toaConnected } = await churn().finally(() => rmmod());
+    await listen();
+    const { stale, plainConnected, toaConnected } = await churn().finally(async () => {
+      await closeServer();
+      rmmod();
+    });
     console.log(`reuse (destroys skipped): ${toaConnected} with TOA, ${plainConnected} without, stale answers ${stale.length}`);
     expect(toaConnected).toBeGreaterThan(ROUNDS * PORTS / 2);
     expect(plainConnected).toBeGreaterThan(ROUNDS * PORTS / 2);
@@ -87,6 +96,7 @@ describe('reused socket memory never inherits a client', () => {
 
   it('with destroys seen, the same churn leaves an empty table and alloc == free', async () => {
     insmod();
+    await listen();
     const before = stats();
     const { stale, toaConnected } = await churn();
     await new Promise((r) => setTimeout(r, 500));
@@ -96,6 +106,7 @@ describe('reused socket memory never inherits a client', () => {
     expect(d.entry_alloc).toBe(d.entry_free);
     expect(tableEntries()).toEqual([]);
     expect(stats().probe_missed).toBe(0);
+    await closeServer();
     rmmod();
     expect(kernelTrouble()).toEqual([]);
   }, 600_000);

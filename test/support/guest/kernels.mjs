@@ -42,15 +42,17 @@ export const KERNELS = [
  * otherwise: TCG emulating arm64 is too slow for the whole suite in the CI
  * budget. Chosen so that every arm64-specific path runs once per kernel:
  * the module's hooks and kprobe argument registers (behaviour table, kmod
- * lifecycle under load, NAT64 alloc == free in kmod-memory), the eBPF
+ * lifecycle under load, NAT64 alloc == free in kmod-memory), the ops swap
+ * from the kretprobe return handler and the module references it takes
+ * (kmod-listener-ops: arm64's cmpxchg and atomics), the eBPF
  * backend's CO-RE relocations against arm64 BTF (bpf-behaviour,
  * bpf-lifecycle), the arm64 prebuilt addon (getters-*), the LB emulator's
  * cross-built helper (harness). What is left out, and why: README's kernel
  * table (scripts/kernel-table.mjs).
  */
 export const ARM64_SUBSET = [
-  'test/kernel/harness', 'test/kernel/kmod-behaviour', 'test/kernel/kmod-lifecycle', 'test/kernel/kmod-memory',
-  'test/kernel/bpf-behaviour', 'test/kernel/bpf-lifecycle', 'test/kernel/getters-',
+  'test/kernel/harness', 'test/kernel/kmod-behaviour', 'test/kernel/kmod-lifecycle', 'test/kernel/kmod-listener-ops',
+  'test/kernel/kmod-memory', 'test/kernel/bpf-behaviour', 'test/kernel/bpf-lifecycle', 'test/kernel/getters-',
 ];
 for (const k of KERNELS) if (k.arch === 'arm64') k.files = ARM64_SUBSET;
 
