@@ -2,14 +2,15 @@
 // crafter, getpeername/getsockname storms on long-lived TOA sockets from one
 // process per CPU, and interrupt/softirq load (a loopback UDP flood and an
 // hrtimer sleeper) for TOA_STRESS_SECONDS (default 60) and at least
-// TOA_STRESS_CONNECTIONS (default 50,000, issue #11's count) TOA handshakes. Then everything is
-// closed: the table is empty, alloc == free, probe_missed (kretprobe and
-// kprobe nmissed) did not move, and every connection reported its own client.
-// Under TCG with both storms running a 6.12 guest crafts ~290-365 TOA
-// handshakes per second (2026-12-01: 17,500 in 60 s; 50,000 in 137 s); CI
-// runs the 50,000. TOA_STRESS_CONNECTIONS=2000 is a quick local run (the
-// matrix forwards TOA_STRESS_* from its own environment). TOA_STRESS_LIMIT_SECONDS (default 1800) stops a slower guest,
-// and falling short of the count fails.
+// TOA_STRESS_CONNECTIONS (default 50,000, issue #11's count) TOA handshakes.
+// Then everything is closed: the table is empty, alloc == free, probe_missed
+// (kretprobe and kprobe nmissed) did not move, and every connection reported
+// its own client. Under TCG with both storms running a 6.12 guest crafts
+// ~290-365 TOA handshakes per second (2026-12-01: 17,500 in 60 s; 50,000 in
+// 137 s); CI runs the 50,000. TOA_STRESS_CONNECTIONS=2000 is a quick local
+// run (the matrix forwards TOA_STRESS_* from its own environment).
+// TOA_STRESS_LIMIT_SECONDS (default 1800) stops a slower guest, and falling
+// short of the count fails.
 import net from 'node:net';
 import os from 'node:os';
 import fs from 'node:fs';
