@@ -33,8 +33,15 @@ print(json.dumps({'port': ls.getsockname()[1],
     'udp4096': q(u, 0, 4096, 20), 'udp4097': q(u, 0, 4097, 56), 'udp4096short': q(u, 0, 4096, 19)}), flush=True)
 for i in range(n):
     c, _ = ls.accept()
+    try:
+        peer = list(c.getpeername()[:2])
+    except OSError as e:
+        # reset before we looked: say so instead of dying with a traceback
+        print(json.dumps({'gone': errno.errorcode.get(e.errno, str(e.errno))}), flush=True)
+        c.close()
+        continue
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    r = {'peer': list(c.getpeername()[:2]),
+    r = {'peer': peer,
          'lookup': q(c, 0, 4096, 20), 'lookupBig': q(c, 0, 4096, 64), 'lookupShort': q(c, 0, 4096, 19),
          'info': q(c, 0, 4097, 56), 'infoShort': q(c, 0, 4097, 55), 'infoBig': q(c, 0, 4097, 128),
          'pass': {name: q(c, lvl, opt, size) for (name, lvl, opt, size) in PASS}}
@@ -73,7 +80,8 @@ export class Probe {
       this.waiters.splice(0).forEach((w) => w());
     });
     proc.stderr.on('data', (d) => { this.stderr += d; });
-    proc.on('exit', () => {
+    // 'close', not 'exit': only then has stderr (a traceback) been read
+    proc.on('close', () => {
       this.exited = true;
       this.waiters.splice(0).forEach((w) => w());
     });
@@ -100,7 +108,9 @@ export class Probe {
   }
 
   async conn(): Promise<ProbeConn> {
-    return JSON.parse(await this.next()) as ProbeConn;
+    const r = JSON.parse(await this.next()) as ProbeConn | { gone: string };
+    if ('gone' in r) throw new Error(`the probe accepted a connection already gone (getpeername: ${r.gone})`);
+    return r;
   }
 
   stop(): void {

@@ -25,6 +25,12 @@ export function counterDelta(a: Counters, b: Counters): Counters {
   return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, v - a[k as keyof Counters]])) as Counters;
 }
 
+// Crafted handshakes to a python probe: the crafter resets a connection the
+// probe has not closed within timeoutMs (3 s by default), and on a loaded
+// machine (CI prepares guest kernels beside the host suite) the probe can be
+// slower than that. It closes each connection as soon as it has asked, so a
+// long limit costs nothing when all goes well.
+const PROBE_PACE = { timeoutMs: 15000 };
 const errOf = (a: Answer) => ('err' in a ? a.err : `answered ${a.hex}`);
 const hexOf = (a: Answer) => {
   if (!('hex' in a)) throw new Error(`expected an answer, got ${a.err}`);
@@ -152,7 +158,7 @@ export function abiSuite(tag: string) {
       // malformed: a length byte of 1 in the completing ACK
       {
         const { probe, hello } = await serve('0.0.0.0');
-        const [res] = await lb.craft([{ port: hello.port, ackOptions: Buffer.from([1, 1, 200, 1]), dataOptions: Buffer.from([1, 1, 200, 1]) }]);
+        const [res] = await lb.craft([{ port: hello.port, ackOptions: Buffer.from([1, 1, 200, 1]), dataOptions: Buffer.from([1, 1, 200, 1]) }], PROBE_PACE);
         if (res.connected) await probe.conn();
         const d = counterDelta(before, await box.counters());
         expect(d).toEqual({
@@ -417,8 +423,8 @@ export function lifecycleSuite(tag: string) {
       stops.push(() => v4.probe.stop(), () => v6.probe.stop());
       const opt4 = Buffer.from([254, 8, 0xf9, 0x89, 198, 51, 100, 9]);
       const opt6 = Buffer.concat([Buffer.from([254, 20, 0xf9, 0x89]), ipv6Bytes(CLIENT_V6) as Buffer]);
-      await lb.craft([{ port: v4.hello.port, ackOptions: opt4, dataOptions: opt4 }]);
-      await lb.craft([{ port: v6.hello.port, family: 6, ackOptions: opt6, dataOptions: opt6 }]);
+      await lb.craft([{ port: v4.hello.port, ackOptions: opt4, dataOptions: opt4 }], PROBE_PACE);
+      await lb.craft([{ port: v6.hello.port, family: 6, ackOptions: opt6, dataOptions: opt6 }], PROBE_PACE);
       const [c4, c6] = [await v4.probe.conn(), await v6.probe.conn()];
       expect(c4.peer).toEqual(['198.51.100.9', 63881]);
       expect(decodeInfo(hexOf(c4.info))).toMatchObject({ flags: F_PRESENT, optKind: 254, realPort: 63881 });
