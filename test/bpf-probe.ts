@@ -3,9 +3,7 @@
 // connection. Python (Debian's /usr/bin/python3) because its socket module
 // passes any level/optname/buffer size straight to the kernel, which Node
 // cannot do without the addon under test.
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import path from 'node:path';
-import { createInterface } from 'node:readline';
+import { PythonLines } from './support/python';
 
 const PROBE = String.raw`
 import socket, json, sys, errno, time
@@ -69,52 +67,23 @@ export interface ProbeConn {
 }
 
 export class Probe {
-  private lines: string[] = [];
-  private waiters: Array<() => void> = [];
-  private stderr = '';
-  private exited = false;
-
-  private constructor(readonly proc: ChildProcessWithoutNullStreams) {
-    createInterface({ input: proc.stdout }).on('line', (l) => {
-      this.lines.push(l);
-      this.waiters.splice(0).forEach((w) => w());
-    });
-    proc.stderr.on('data', (d) => { this.stderr += d; });
-    // 'close', not 'exit': only then has stderr (a traceback) been read
-    proc.on('close', () => {
-      this.exited = true;
-      this.waiters.splice(0).forEach((w) => w());
-    });
-  }
+  private constructor(readonly py: PythonLines) {}
 
   /** Starts the probe inside `cgroup` (its own cgroup when omitted), serving `n` connections. */
   static async start(host: '0.0.0.0' | '::', n: number, { cgroup, reps = 0 }: { cgroup?: string; reps?: number } = {}) {
-    // the shell joins the cgroup before exec, so every socket of the probe is in it
-    const join = cgroup ? `echo $$ > '${path.join(cgroup, 'cgroup.procs')}' && ` : '';
-    const proc = spawn('sh', ['-c', `${join}exec /usr/bin/python3 -c "$0" "$@"`, PROBE, host, String(n), String(reps)]);
-    const p = new Probe(proc);
-    const hello = JSON.parse(await p.next()) as ProbeHello;
+    const p = new Probe(new PythonLines(PROBE, [host, String(n), String(reps)], { cgroup, name: 'probe' }));
+    const hello = await p.py.next(15000) as ProbeHello;
     return { probe: p, hello };
   }
 
-  async next(timeoutMs = 15000): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.lines.length) {
-      if (this.exited) throw new Error(`probe exited: ${this.stderr.trim()}`);
-      if (Date.now() > deadline) throw new Error(`probe silent for ${timeoutMs} ms: ${this.stderr.trim()}`);
-      await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 100); });
-    }
-    return this.lines.shift()!;
-  }
-
   async conn(): Promise<ProbeConn> {
-    const r = JSON.parse(await this.next()) as ProbeConn | { gone: string };
+    const r = await this.py.next(15000) as ProbeConn | { gone: string };
     if ('gone' in r) throw new Error(`the probe accepted a connection already gone (getpeername: ${r.gone})`);
     return r;
   }
 
-  stop(): void {
-    if (!this.exited) this.proc.kill('SIGKILL');
+  stop(): Promise<void> {
+    return this.py.stop();
   }
 }
 

@@ -55,7 +55,7 @@ export function abiSuite(tag: string) {
     }, 60000);
 
     afterAll(async () => {
-      probes.forEach((p) => p.stop());
+      await Promise.all(probes.map((p) => p.stop()));
       await lb?.close();
       await box?.cleanup();
     });
@@ -285,7 +285,7 @@ export function lifecycleSuite(tag: string) {
     let lb: any;
     let box: Sandbox;
     let other: Sandbox;
-    const stops: Array<() => void> = [];
+    const stops: Array<() => unknown> = [];
 
     beforeAll(async () => {
       requireRoot();
@@ -295,7 +295,7 @@ export function lifecycleSuite(tag: string) {
     }, 60000);
 
     afterAll(async () => {
-      stops.forEach((s) => s());
+      await Promise.all(stops.map((s) => s()));
       await lb?.close();
       await box?.cleanup();
       await other?.cleanup();

@@ -10,12 +10,11 @@
 //   balancer address and port, has a socket cookie, and receives the child's
 //   TOA-carrying segments. Only the socket type (and the cookie) differ.
 // Both cases share one guest setup (module, LB emulator): guest time is CI time.
-import { once } from 'node:events';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from '../support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4, CLIENT_V6 } from '../spec/behaviour';
+import { PythonLines } from '../support/python';
 import { delta, insmod, kernelTrouble, loaded, rmmod, stats, tableEntries } from '../spec/kmod';
 
 // Accepts one connection, prints its peer, disconnects it with
@@ -103,37 +102,6 @@ out({'seen': seen, 'raw': raw, 'statsDelta': {k: after[k] - before.get(k, 0) for
 sys.stdin.readline()
 `;
 
-/** A python helper printing JSON lines; next() waits for the following one. */
-function helper(script: string, args: string[] = []) {
-  const py = spawn('/usr/bin/python3', ['-c', script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  let buf = '';
-  py.stdout.on('data', (d) => {
-    buf += d;
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  const next = async () => {
-    const deadline = Date.now() + 20000;
-    while (!lines.length) {
-      if (Date.now() > deadline || py.exitCode !== null) throw new Error('python helper gave no answer');
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    return JSON.parse(lines.shift()!);
-  };
-  return { py, next };
-}
-
-// The helper often exits by itself after its last line: waiting for an
-// 'exit' that already fired hung the 6.1 run for 60 s.
-async function stop(py: ChildProcess) {
-  if (py.exitCode === null && py.signalCode === null) {
-    py.kill();
-    await once(py, 'exit');
-  }
-}
-
 describe('sockets sharing a TOA child\'s addresses', () => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   let lb: any;
@@ -150,17 +118,17 @@ describe('sockets sharing a TOA child\'s addresses', () => {
   for (const fam of [4, 6] as const) {
     it(`${fam === 6 ? ':: dual-stack' : '0.0.0.0'}: no stale answer after reconnect`, async () => {
       const before = stats();
-      const { py, next } = helper(RECONNECT_PY, [String(fam)]);
+      const py = new PythonLines(RECONNECT_PY, [String(fam)]);
       try {
-        const { port } = await next();
+        const { port } = await py.next();
         const conn = await lb.connect({ port, family: 4, toa: { kind: 200, address: CLIENT_V4, port: 4321 } });
-        py.stdin.write(`${conn.localPort}\n`);
-        const r = await next();
+        py.send(`${conn.localPort}`);
+        const r = await py.next();
         expect(r.first[0]).toBe(fam === 6 ? `::ffff:${CLIENT_V4}` : CLIENT_V4);
         expect(r.second).toEqual([fam === 6 ? '::ffff:127.0.0.1' : '127.0.0.1', conn.localPort]);
         await conn.close().catch(() => undefined);
       } finally {
-        await stop(py);
+        await py.stop();
       }
       await new Promise((r) => setTimeout(r, 300));
       const d = delta(before, stats());
@@ -172,20 +140,20 @@ describe('sockets sharing a TOA child\'s addresses', () => {
 
   it('raw IPPROTO_TCP sockets are never answered, even with a TOA child\'s 4-tuple and its TOA segments', async () => {
     const before = stats();
-    const { py, next } = helper(RAW_PY);
+    const py = new PythonLines(RAW_PY);
     // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const conns: any[] = [];
     try {
-      const { listening: port } = await next();
+      const { listening: port } = await py.next();
       // 'all': the data segments sent after the raw sockets exist carry TOA too
       conns.push(await lb.connect({ port, family: 4, placement: 'all', toa: { kind: 200, address: CLIENT_V4, port: CLIENT_PORT } }));
       conns.push(await lb.connect({ port, family: 6, placement: 'all', toa: { kind: 253, address: CLIENT_V6, port: CLIENT_PORT } }));
       const [c4, c6] = conns;
-      py.stdin.write(`${c4.balancer.address} ${c4.localPort} ${c6.balancer.address} ${c6.localPort}\n`);
-      const made = await next();
+      py.send(`${c4.balancer.address} ${c4.localPort} ${c6.balancer.address} ${c6.localPort}`);
+      const made = await py.next();
       expect([made.raw['4'][0], made.raw['6'][0]]).toEqual([6, 6]);
       for (const c of conns) await c.send('toa');
-      const r = await next();
+      const r = await py.next();
       expect(r.seen).toEqual({ 4: true, 6: true });
 
       // The children answer: the module is live for this very 4-tuple.
@@ -213,10 +181,10 @@ describe('sockets sharing a TOA child\'s addresses', () => {
       expect(cookies).not.toContain(made.raw['4'][1]);
       expect(cookies).not.toContain(made.raw['6'][1]);
       expect(stats().table_entries).toBe(2);
-      py.stdin.write('done\n');
+      py.send('done');
     } finally {
       for (const c of conns) await c.close().catch(() => undefined);
-      await stop(py);
+      await py.stop();
     }
     await new Promise((r) => setTimeout(r, 300));
     const d = delta(before, stats());

@@ -17,17 +17,17 @@
 //   reads) reports the client. Children accepted later report the client.
 // All sockets under test live in one python helper, driven line by line:
 // node cannot block in accept() or call these setsockopts.
-import { once } from 'node:events';
 import { join } from 'node:path';
 import os from 'node:os';
 import { readFileSync } from 'node:fs';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 // @ts-expect-error -- plain ESM helper without type declarations
 import { createLoadBalancer } from '../support/lb/index.mjs';
 import { CLIENT_PORT, CLIENT_V4 } from '../spec/behaviour';
 import type { DoctorReport } from '../../src/doctor';
-import { delta, insmod, kernelTrouble, loaded, rmmod, rmmodOnce, stats, tableEntries } from '../spec/kmod';
+import { PythonLines } from '../support/python';
+import { delta, insmod, kernelTrouble, loaded, rmmod, rmmodOnce, rmmodWithin, stats, tableEntries } from '../spec/kmod';
 
 // stdin: one JSON command per line; stdout: one JSON answer per command.
 const SOCKETS_PY = String.raw`
@@ -87,37 +87,6 @@ for line in sys.stdin:
     print(json.dumps(out), flush=True)
 `;
 
-function sockets() {
-  const py = spawn('/usr/bin/python3', ['-c', SOCKETS_PY], { stdio: ['pipe', 'pipe', 'inherit'] });
-  const waiting: ((line: string) => void)[] = [];
-  let buf = '';
-  py.stdout.on('data', (d) => {
-    buf += d;
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    for (const p of parts) waiting.shift()?.(p);
-  });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const cmd = (c: object): Promise<any> => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`python helper gave no answer to ${JSON.stringify(c)}`)), 30000);
-    waiting.push((line) => {
-      clearTimeout(timer);
-      const out = JSON.parse(line);
-      if (out.exception) reject(new Error(`python helper: ${out.exception} for ${JSON.stringify(c)}`));
-      else resolve(out);
-    });
-    py.stdin.write(`${JSON.stringify(c)}\n`);
-  });
-  const stop = async () => {
-    if (py.exitCode === null && py.signalCode === null) {
-      py.stdin.end();
-      py.kill();
-      await once(py, 'exit');
-    }
-  };
-  return { cmd, stop };
-}
-
 /** `node-toa doctor --json`, the built CLI, as a user would run it. */
 function doctor(): DoctorReport {
   const cli = join(__dirname, '../../dist/cjs/cli.js');
@@ -132,26 +101,14 @@ const IPV6_ADDRFORM = 1;
 const AF_INET = 2;
 const MAPPED_CLIENT = `::ffff:${CLIENT_V4}`;
 
-/** rmmod attempts for up to `ms`: how long it took to succeed, or null. */
-async function rmmodWithin(ms: number): Promise<number | null> {
-  const t0 = Date.now();
-  for (;;) {
-    const r = rmmodOnce();
-    if (r.ok) return Date.now() - t0;
-    if (!r.busy) throw new Error(`rmmod failed: ${r.stderr}`);
-    if (Date.now() - t0 > ms) return null;
-    await new Promise((res) => setTimeout(res, 20));
-  }
-}
-
 describe('TOA listeners use toa.ko\'s own socket operations', () => {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   let lb: any;
-  let helper: ReturnType<typeof sockets>;
+  let helper: PythonLines;
   beforeAll(async () => {
     if (loaded()) rmmod();
     lb = await createLoadBalancer();
-    helper = sockets();
+    helper = new PythonLines(SOCKETS_PY, [], { name: 'socket helper' });
   }, 60000);
   afterAll(async () => {
     await helper?.stop();
@@ -161,13 +118,13 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   const toa = { kind: 200, address: CLIENT_V4, port: CLIENT_PORT };
   // each case starts from a freshly loaded module, whatever an earlier failure left open
   async function fresh() {
-    await helper.cmd({ op: 'closeAll' });
+    await helper.ask({ op: 'closeAll' });
     if (loaded()) rmmod();
     insmod();
   }
 
   it('rmmod is refused while a TOA listener or child is open, and succeeds at once after the last close', async () => {
-    const { cmd } = helper;
+    const cmd = (c: object) => helper.ask(c);
     await fresh();
     // a listener that never saw TOA pins nothing
     const plain = await cmd({ op: 'listen' });
@@ -204,7 +161,7 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 120000);
 
   it('listeners closed while TOA handshakes are in flight leave no module reference behind', async () => {
-    const { cmd } = helper;
+    const cmd = (c: object) => helper.ask(c);
     const LISTENERS = 24;
     await fresh();
     const before = stats();
@@ -239,7 +196,7 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 180000);
 
   it('TCP_ULP and IPV6_ADDRFORM are refused on TOA sockets, counted, and still work elsewhere', async () => {
-    const { cmd } = helper;
+    const cmd = (c: object) => helper.ask(c);
     // Debian's 5.10 is built without CONFIG_TLS: there the kernel's own answer
     // to TCP_ULP "tls" is ENOENT. Where tls.ko exists it must load (modprobe
     // throws, failing the test).
@@ -283,7 +240,7 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 120000);
 
   it('a thread blocked in accept() before the first TOA handshake gets the stock ops for that one child', async () => {
-    const { cmd } = helper;
+    const cmd = (c: object) => helper.ask(c);
     await fresh();
     const l = await cmd({ op: 'listen' });
     await cmd({ op: 'acceptInThread', id: l.id });

@@ -56,6 +56,22 @@ export function rmmodOnce(): { ok: boolean; busy: boolean; stderr: string } {
   return { ok: r.status === 0, busy: r.status !== 0 && /in use|busy/i.test(r.stderr), stderr: r.stderr.trim() };
 }
 
+/**
+ * rmmod retried every 10 ms while the module is in use (a TOA socket whose
+ * close is still being finished): how many ms it took, or null if it was
+ * still in use after `ms`. Any other failure throws.
+ */
+export async function rmmodWithin(ms: number): Promise<number | null> {
+  const t0 = Date.now();
+  for (;;) {
+    const r = rmmodOnce();
+    if (r.ok) return Date.now() - t0;
+    if (!r.busy) throw new Error(`rmmod failed: ${r.stderr}`);
+    if (Date.now() - t0 > ms) return null;
+    await new Promise((res) => setTimeout(res, 10));
+  }
+}
+
 /** rmmod, retrying while a getsockopt in flight holds a module reference. */
 export function rmmod({ attempts = 50 } = {}) {
   for (let i = 0; i < attempts; i++) {
