@@ -185,23 +185,23 @@ static int synrecv6_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 static struct proto_ops toa_ops4, toa_ops6;
 static const struct proto_ops *stock_ops4, *stock_ops6;
-static int (*stock_getname6)(struct socket *, struct sockaddr *, int);
 static bool toa_ops_ready;
 
 static void toa_rewrite(struct socket *sock, struct sockaddr *uaddr, int ret);
 
-static int toa_getname4(struct socket *sock, struct sockaddr *uaddr, int peer)
+/*
+ * The table ours was copied from. sock->ops is one of ours here (we were
+ * called through it) and never changes back: nothing moves a socket off
+ * our ops while the two options below are refused.
+ */
+static const struct proto_ops *toa_stock(const struct socket *sock)
 {
-	int ret = inet_getname(sock, uaddr, peer);
-
-	if (peer)
-		toa_rewrite(sock, uaddr, ret);
-	return ret;
+	return sock->ops == &toa_ops6 ? stock_ops6 : stock_ops4;
 }
 
-static int toa_getname6(struct socket *sock, struct sockaddr *uaddr, int peer)
+static int toa_getname(struct socket *sock, struct sockaddr *uaddr, int peer)
 {
-	int ret = stock_getname6(sock, uaddr, peer);
+	int ret = toa_stock(sock)->getname(sock, uaddr, peer);
 
 	if (peer)
 		toa_rewrite(sock, uaddr, ret);
@@ -214,33 +214,15 @@ static int toa_getname6(struct socket *sock, struct sockaddr *uaddr, int peer)
  * ops as the template for every later socket of that family, and
  * IPV6_ADDRFORM stores &inet_stream_ops.
  */
-static int (*stock_setsockopt4)(struct socket *, int, int, sockptr_t, unsigned int);
-static int (*stock_setsockopt6)(struct socket *, int, int, sockptr_t, unsigned int);
-
-static bool toa_sockopt_refused(struct socket *sock, int level, int optname)
+static int toa_setsockopt(struct socket *sock, int level, int optname,
+			  sockptr_t optval, unsigned int optlen)
 {
 	if ((level == SOL_TCP && optname == TCP_ULP) ||
 	    (level == SOL_IPV6 && optname == IPV6_ADDRFORM)) {
 		TOA_NET_INC(sock_net(sock->sk), sockopt_refused);
-		return true;
+		return -EOPNOTSUPP;
 	}
-	return false;
-}
-
-static int toa_setsockopt4(struct socket *sock, int level, int optname,
-			   sockptr_t optval, unsigned int optlen)
-{
-	if (toa_sockopt_refused(sock, level, optname))
-		return -EOPNOTSUPP;
-	return stock_setsockopt4(sock, level, optname, optval, optlen);
-}
-
-static int toa_setsockopt6(struct socket *sock, int level, int optname,
-			   sockptr_t optval, unsigned int optlen)
-{
-	if (toa_sockopt_refused(sock, level, optname))
-		return -EOPNOTSUPP;
-	return stock_setsockopt6(sock, level, optname, optval, optlen);
+	return toa_stock(sock)->setsockopt(sock, level, optname, optval, optlen);
 }
 
 /*
@@ -287,28 +269,28 @@ out:
 	fput(file);
 }
 
+static void toa_ops_copy(struct proto_ops *mine, const struct proto_ops *stock)
+{
+	*mine = *stock;
+	mine->owner = THIS_MODULE;
+	mine->getname = toa_getname;
+	mine->setsockopt = toa_setsockopt;
+}
+
 static int toa_ops_init(void)
 {
 	struct socket *probe;
 	int ret;
 
-	stock_ops4 = &inet_stream_ops;
-	toa_ops4 = inet_stream_ops;
-	toa_ops4.owner = THIS_MODULE;
-	toa_ops4.getname = toa_getname4;
-	stock_setsockopt4 = inet_stream_ops.setsockopt;
-	toa_ops4.setsockopt = toa_setsockopt4;
+	/* inet6_stream_ops is not exported to modules: read it off a socket */
 	ret = sock_create_kern(&init_net, AF_INET6, SOCK_STREAM, IPPROTO_TCP, &probe);
 	if (ret)
 		return ret;
 	stock_ops6 = probe->ops;
-	toa_ops6 = *probe->ops;
 	sock_release(probe);
-	stock_getname6 = toa_ops6.getname;
-	toa_ops6.owner = THIS_MODULE;
-	toa_ops6.getname = toa_getname6;
-	stock_setsockopt6 = toa_ops6.setsockopt;
-	toa_ops6.setsockopt = toa_setsockopt6;
+	stock_ops4 = &inet_stream_ops;
+	toa_ops_copy(&toa_ops4, stock_ops4);
+	toa_ops_copy(&toa_ops6, stock_ops6);
 	toa_ops_ready = true;
 	return 0;
 }
