@@ -10,6 +10,11 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: false,
     maxWorkers: 1,
+    // One worker for every file instead of a fresh fork per file: under TCG
+    // starting a worker and importing vitest again cost ~3.6 s per file
+    // (6.12, 8 files: 57 s instead of 86 s). The files keep no shared state:
+    // each loads the module or attaches the programs it needs and undoes it.
+    isolate: false,
     testTimeout: 180_000,
     hookTimeout: 180_000,
     teardownTimeout: 60_000,
