@@ -12,8 +12,10 @@ export default defineConfig({
     maxWorkers: 1,
     // One worker for every file instead of a fresh fork per file: under TCG
     // starting a worker and importing vitest again cost ~3.6 s per file
-    // (6.12, 8 files: 57 s instead of 86 s). The files keep no shared state:
-    // each loads the module or attaches the programs it needs and undoes it.
+    // (6.12, 8 files: 57 s instead of 86 s). Each file loads the module or
+    // attaches the programs it needs and undoes it; what the worker process
+    // itself keeps (node-toa's per-process counts) a file counts from its
+    // own start.
     isolate: false,
     testTimeout: 180_000,
     hookTimeout: 180_000,

@@ -115,16 +115,16 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
     await lb?.close();
     if (loaded()) rmmod();
   });
+  const cmd = (c: object) => helper.ask(c);
   const toa = { kind: 200, address: CLIENT_V4, port: CLIENT_PORT };
   // each case starts from a freshly loaded module, whatever an earlier failure left open
   async function fresh() {
-    await helper.ask({ op: 'closeAll' });
+    await cmd({ op: 'closeAll' });
     if (loaded()) rmmod();
     insmod();
   }
 
   it('rmmod is refused while a TOA listener or child is open, and succeeds at once after the last close', async () => {
-    const cmd = (c: object) => helper.ask(c);
     await fresh();
     // a listener that never saw TOA pins nothing
     const plain = await cmd({ op: 'listen' });
@@ -161,7 +161,6 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 120000);
 
   it('listeners closed while TOA handshakes are in flight leave no module reference behind', async () => {
-    const cmd = (c: object) => helper.ask(c);
     const LISTENERS = 24;
     await fresh();
     const before = stats();
@@ -196,7 +195,6 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 180000);
 
   it('TCP_ULP and IPV6_ADDRFORM are refused on TOA sockets, counted, and still work elsewhere', async () => {
-    const cmd = (c: object) => helper.ask(c);
     // Debian's 5.10 is built without CONFIG_TLS: there the kernel's own answer
     // to TCP_ULP "tls" is ENOENT. Where tls.ko exists it must load (modprobe
     // throws, failing the test).
@@ -240,7 +238,6 @@ describe('TOA listeners use toa.ko\'s own socket operations', () => {
   }, 120000);
 
   it('a thread blocked in accept() before the first TOA handshake gets the stock ops for that one child', async () => {
-    const cmd = (c: object) => helper.ask(c);
     await fresh();
     const l = await cmd({ op: 'listen' });
     await cmd({ op: 'acceptInThread', id: l.id });

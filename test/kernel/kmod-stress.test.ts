@@ -100,6 +100,7 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
   let lb: any;
   let server: net.Server;
   let acceptor: PythonLines;
+  let acceptorGone: string | undefined;
   let port = 0;
   let heldPort = 0;
   const seen = new Map<string, { remote: string; present: boolean }>();
@@ -119,8 +120,11 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
     [port] = await acceptor.next();
     void (async () => {
       for (;;) {
-        const [key, remote, present] = await acceptor.next(LIMIT_MS).catch(() => [null]);
-        if (key === null) return; // stopped
+        const [key, remote, present] = await acceptor.next(LIMIT_MS).catch((e: Error) => {
+          acceptorGone ??= e.message; // stopped by afterAll, or died: the test says which
+          return [null];
+        });
+        if (key === null) return;
         seen.set(key, { remote, present: present === 1 });
       }
     })();
@@ -205,6 +209,7 @@ describe(`stress: ${SECONDS} s, >= ${CONNECTIONS} TOA connections, storms and in
     const irqs = interrupts() - irqBefore;
     console.log(`stress on ${os.release()}: ${elapsed.toFixed(0)} s, ${crafted} crafted, ${accepted} accepted, ${wrong.length} wrong; `
       + `${irqs} interrupts; storm output ${JSON.stringify(calls)}; counters ${JSON.stringify(d)}`);
+    expect(acceptorGone).toBeUndefined();
     expect(wrong.slice(0, 10)).toEqual([]);
     for (const out of calls) {
       const [n, bad] = out.trim().split(' ').map(Number);

@@ -22,7 +22,7 @@ export class PythonLines {
   private buf = '';
   private stderr = '';
   private closed = false;
-  private wake: (() => void) | null = null;
+  private wakers = new Set<() => void>();
 
   constructor(script: string, args: string[] = [], { cgroup, name = 'python helper' }: PythonOptions = {}) {
     this.name = name;
@@ -33,10 +33,10 @@ export class PythonLines {
       const parts = (this.buf + d).split('\n');
       this.buf = parts.pop()!;
       this.lines.push(...parts);
-      this.wake?.();
+      this.wakeAll();
     });
     this.proc.stderr.on('data', (d) => { this.stderr += d; });
-    this.proc.on('close', () => { this.closed = true; this.wake?.(); });
+    this.proc.on('close', () => { this.closed = true; this.wakeAll(); });
   }
 
   /** The next line, parsed. Rejects if the child ends or stays silent. */
@@ -50,12 +50,16 @@ export class PythonLines {
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`${this.name} silent for ${timeoutMs} ms: ${this.stderr.trim() || 'no stderr'}`);
       await new Promise<void>((r) => {
-        const t = setTimeout(r, left);
-        this.wake = () => { clearTimeout(t); r(); };
+        const wake = () => { clearTimeout(t); this.wakers.delete(wake); r(); };
+        const t = setTimeout(wake, left);
+        this.wakers.add(wake);
       });
-      this.wake = null;
     }
     return JSON.parse(this.lines.shift()!);
+  }
+
+  private wakeAll(): void {
+    for (const w of [...this.wakers]) w();
   }
 
   /** Writes one line to the child's stdin. */
